@@ -1,0 +1,162 @@
+"""The model card: the single description of a model artifact that everything else reads.
+
+A card travels in two places: ``card.json`` beside ``model.onnx`` (with the ONNX file's
+sha256), and as JSON in the ONNX file's ``metadata_props`` under :data:`ONNX_METADATA_KEY`
+(without the sha256, which cannot describe the file that contains it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CARD_FILENAME = "card.json"
+ONNX_FILENAME = "model.onnx"
+ONNX_METADATA_KEY = "argos.card"
+
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Preprocessing(_Frozen):
+    """How an image becomes the model's input tensor."""
+
+    input_size: tuple[int, int] = Field(description="(height, width) of the model input")
+    layout: Literal["NHWC"] = "NHWC"
+    color_order: Literal["RGB"] = "RGB"
+    resize: Literal["squash", "center_crop"] = Field(
+        description="squash: resize to input_size ignoring aspect ratio; "
+        "center_crop: resize the short side to size / crop_pct, then crop the centre"
+    )
+    crop_pct: Annotated[float, Field(gt=0, le=1)] = 0.875
+    interpolation: Interpolation = "bilinear"
+    scaling_in_graph: bool = Field(
+        True, description="the graph takes raw 0..255 pixels and scales them itself"
+    )
+    input_name: str = "pixels"
+    output_name: str = "probabilities"
+
+    @property
+    def height(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.input_size[1]
+
+
+class Parity(_Frozen):
+    """Keras vs onnxruntime agreement measured at export."""
+
+    max_abs_diff: float = Field(description="largest absolute difference of probabilities")
+    top1_agreement: float = Field(ge=0, le=1)
+    images: int = Field(ge=1, description="number of images compared")
+    source: str = Field(description="where the compared images came from")
+
+
+class DenseHead(_Frozen):
+    """Split graphs for dense sliding-window inference: backbone once, head per window."""
+
+    backbone_file: str = Field(description="ONNX graph: pixels -> feature map (N, h, w, c)")
+    head_file: str = Field(description="ONNX graph: pooled features (N, c) -> probabilities")
+    feature_name: str = "features"
+    pooled_name: str = "pooled"
+    stride: int = Field(gt=0, description="input pixels per feature-map cell")
+
+
+class ModelCard(_Frozen):
+    """Everything the service needs to know about a model, and where it came from."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    version: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Literal["classification"] = "classification"
+    labels: list[str] = Field(min_length=2)
+    label_groups: dict[str, list[int]] = Field(default_factory=dict)
+    preprocessing: Preprocessing
+    backbone: str
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    parity: Parity | None = None
+    dense: DenseHead | None = None
+    onnx_sha256: str | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _groups_index_labels(self) -> ModelCard:
+        for group, indices in self.label_groups.items():
+            bad = [i for i in indices if not 0 <= i < len(self.labels)]
+            if bad:
+                raise ValueError(f"label group {group!r} has indices outside the labels: {bad}")
+            if group in self.labels:
+                raise ValueError(f"label group {group!r} has the same name as a label")
+        return self
+
+    @property
+    def tag(self) -> str:
+        """The BentoML model-store tag, ``name:version``."""
+        return f"{self.name}:{self.version}"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelCard:
+        return cls.model_validate_json(text)
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / CARD_FILENAME
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelCard:
+        return cls.from_json((Path(directory) / CARD_FILENAME).read_bytes())
+
+    @classmethod
+    def from_onnx(cls, onnx_path: Path) -> ModelCard:
+        """Read the card embedded in an ONNX file's metadata."""
+        import onnx
+
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        metadata = {prop.key: prop.value for prop in model.metadata_props}
+        if ONNX_METADATA_KEY not in metadata:
+            raise ValueError(f"{onnx_path} has no {ONNX_METADATA_KEY!r} metadata")
+        return cls.from_json(metadata[ONNX_METADATA_KEY])
+
+    def embedded_json(self) -> str:
+        """The JSON written into ONNX metadata: the card without the file's own hash."""
+        return self.model_copy(update={"onnx_sha256": None}).model_dump_json()
+
+    def label_indices(self, names: list[str]) -> dict[str, list[int]]:
+        """Resolve label or group names to label indices; raises KeyError naming unknowns."""
+        index = {label: [i] for i, label in enumerate(self.labels)} | self.label_groups
+        unknown = [name for name in names if name not in index]
+        if unknown:
+            raise KeyError(unknown)
+        return {name: index[name] for name in names}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_artifact(directory: Path) -> ModelCard:
+    """Load a card and check that ``model.onnx`` is the file it describes."""
+    card = ModelCard.load(directory)
+    actual = sha256_of(Path(directory) / ONNX_FILENAME)
+    if card.onnx_sha256 != actual:
+        raise ValueError(
+            f"{directory}/{ONNX_FILENAME} has sha256 {actual}, the card says {card.onnx_sha256}"
+        )
+    return card

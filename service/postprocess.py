@@ -1,0 +1,38 @@
+"""Probabilities → ranked labels and label-group scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.card import ModelCard
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    index: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class GroupScore:
+    name: str
+    score: float
+
+
+def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[Prediction]:
+    """The ``k`` most probable labels of one image, highest first (ties by index)."""
+    k = min(k, len(labels))
+    order = np.lexsort((np.arange(len(probabilities)), -probabilities))[:k]
+    return [Prediction(labels[i], int(i), float(probabilities[i])) for i in order]
+
+
+def group_scores(probabilities: np.ndarray, card: ModelCard) -> list[GroupScore]:
+    """Each label group's probability (the sum over its members), highest first."""
+    scores = [
+        GroupScore(name, float(probabilities[indices].sum()))
+        for name, indices in card.label_groups.items()
+    ]
+    return sorted(scores, key=lambda group: group.score, reverse=True)

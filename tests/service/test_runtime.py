@@ -1,0 +1,57 @@
+"""onnxruntime sessions, provider choice and post-processing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.postprocess import group_scores, top_k
+from service.runtime import OnnxModel, choose_providers, gpu_count
+from tests.service.test_card import make_card
+from tests.service.tiny_model import write_tiny_classifier
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> OnnxModel:
+    return OnnxModel.load(write_tiny_classifier(tmp_path / "tiny.onnx"))
+
+
+def test_cpu_only_host_gets_cpu_provider_only() -> None:
+    if gpu_count() > 0:
+        pytest.skip("this host has a GPU")
+    assert choose_providers() == ["CPUExecutionProvider"]
+
+
+def test_unavailable_provider_is_refused() -> None:
+    with pytest.raises(ValueError, match="NoSuchExecutionProvider"):
+        choose_providers(["NoSuchExecutionProvider"])
+
+
+def test_uint8_batch_runs_and_ranks_the_dominant_colour(tiny: OnnxModel) -> None:
+    batch = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    batch[0, ..., 2] = 255
+    batch[1, ..., 0] = 255
+    probabilities = tiny.run(batch)
+    assert probabilities.shape == (2, 3)
+    assert probabilities.argmax(axis=1).tolist() == [2, 0]
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-6)
+
+
+def test_chunked_run_matches_one_call(tiny: OnnxModel) -> None:
+    batch = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    assert np.allclose(tiny.run_chunked(batch, chunk_size=3), tiny.run(batch), atol=1e-7)
+
+
+def test_top_k_is_sorted_and_capped() -> None:
+    labels = ["a", "b", "c", "d"]
+    ranked = top_k(np.array([0.1, 0.4, 0.4, 0.1]), labels, k=3)
+    assert [(p.label, p.index) for p in ranked] == [("b", 1), ("c", 2), ("a", 0)]
+    assert len(top_k(np.array([0.1, 0.4, 0.4, 0.1]), labels, k=10)) == 4
+
+
+def test_group_scores_sum_their_members() -> None:
+    card = make_card(label_groups={"warm": [0], "cool": [1, 2]})
+    scores = group_scores(np.array([0.2, 0.3, 0.5]), card)
+    assert [(g.name, round(g.score, 6)) for g in scores] == [("cool", 0.8), ("warm", 0.2)]
