@@ -1,0 +1,130 @@
+"""Keras model → ONNX artifact (model.onnx + card.json), checked against Keras.
+
+The exported graph takes raw RGB pixels (0..255, NHWC float32) and returns probabilities;
+any scaling lives inside the Keras model. Conversion goes through a ``tf.function``, the
+robust tf2onnx path for Keras 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import tensorflow as tf
+import tf2onnx
+from PIL import Image
+
+from service.card import (
+    ONNX_FILENAME,
+    ONNX_METADATA_KEY,
+    ModelCard,
+    Parity,
+    Preprocessing,
+    sha256_of,
+)
+from service.preprocessing import prepare, stack
+from service.runtime import OnnxModel
+
+logger = logging.getLogger("argos.export")
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+
+
+class ParityError(RuntimeError):
+    """The ONNX graph does not reproduce the Keras model closely enough."""
+
+
+def convert(model: tf.keras.Model, spec: Preprocessing, path: Path, *, opset: int = OPSET) -> None:
+    """Convert ``model`` (pixels → probabilities) to an ONNX file at ``path``."""
+    signature = [
+        tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32, name=spec.input_name)
+    ]
+
+    @tf.function(input_signature=signature)
+    def serve(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {spec.output_name: model(pixels, training=False)}
+
+    tf2onnx.convert.from_function(
+        serve, input_signature=signature, opset=opset, output_path=str(path)
+    )
+
+
+def load_inputs(paths: Iterable[Path], spec: Preprocessing) -> np.ndarray:
+    """Image files → one uint8 batch, preprocessed exactly as the service does."""
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            arrays.append(prepare(image, spec))
+    if not arrays:
+        raise ValueError("no images to compare Keras and ONNX on")
+    return stack(arrays)
+
+
+def measure_parity(
+    model: tf.keras.Model, onnx_path: Path, inputs: np.ndarray, source: str
+) -> Parity:
+    """Compare Keras and onnxruntime probabilities on the same inputs."""
+    pixels = inputs.astype(np.float32)
+    expected = np.asarray(model(pixels, training=False))
+    actual = OnnxModel.load(onnx_path, providers=["CPUExecutionProvider"]).run(pixels)
+    return Parity(
+        max_abs_diff=float(np.abs(expected - actual).max()),
+        top1_agreement=float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1))),
+        images=len(inputs),
+        source=source,
+    )
+
+
+def embed_card(onnx_path: Path, card: ModelCard, destination: Path) -> None:
+    """Write the card into the ONNX metadata, check the graph and save it."""
+    graph = onnx.load(str(onnx_path))
+    kept = [prop for prop in graph.metadata_props if prop.key != ONNX_METADATA_KEY]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    onnx.helper.set_model_props(graph, {ONNX_METADATA_KEY: card.embedded_json()})
+    graph.producer_name = "argos"
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(destination))
+
+
+def export(
+    model: tf.keras.Model,
+    card: ModelCard,
+    parity_inputs: np.ndarray,
+    parity_source: str,
+    out_dir: Path,
+    *,
+    tolerance: float = PARITY_TOLERANCE,
+) -> ModelCard:
+    """Export ``model`` to ``out_dir`` and return the final card.
+
+    Raises :class:`ParityError` when the largest probability difference exceeds
+    ``tolerance`` or any top-1 prediction differs; nothing is written then.
+    """
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / ONNX_FILENAME
+        convert(model, card.preprocessing, raw)
+        parity = measure_parity(model, raw, parity_inputs, parity_source)
+        logger.info(
+            "parity on %d images: max |Δp| = %.2e, top-1 agreement %.1f %%",
+            parity.images,
+            parity.max_abs_diff,
+            100 * parity.top1_agreement,
+        )
+        if parity.max_abs_diff > tolerance or parity.top1_agreement < 1.0:
+            raise ParityError(
+                f"ONNX differs from Keras: max |Δp| {parity.max_abs_diff:.2e} "
+                f"(limit {tolerance:.0e}), top-1 agreement {parity.top1_agreement:.2%}"
+            )
+        card = card.model_copy(update={"parity": parity})
+        out_dir.mkdir(parents=True, exist_ok=True)
+        embed_card(raw, card, out_dir / ONNX_FILENAME)
+    card = card.model_copy(update={"onnx_sha256": sha256_of(out_dir / ONNX_FILENAME)})
+    card.save(out_dir)
+    return card

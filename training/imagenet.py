@@ -1,0 +1,83 @@
+"""The default model: Keras' stock ImageNet MobileNetV2, exported as an Argos artifact."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from service.card import ModelCard, Preprocessing
+from service.settings import DEFAULT_MODEL
+from training.export import export, load_inputs
+
+logger = logging.getLogger("argos.imagenet")
+
+IMAGENET_GROUPS = {
+    "dog": list(range(151, 269)),
+    "cat": list(range(281, 286)),
+}
+IMAGENET_PREPROCESSING = Preprocessing(
+    input_size=(224, 224), resize="center_crop", crop_pct=0.875, interpolation="bilinear"
+)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names from Keras' class index, in index order."""
+    decoded = keras.applications.imagenet_utils.decode_predictions(np.eye(1000), top=1)
+    return [row[0][1] for row in decoded]
+
+
+def build_model() -> keras.Model:
+    """MobileNetV2 with its [-1, 1] input scaling inside the graph."""
+    base = keras.applications.MobileNetV2(weights="imagenet", include_top=True)
+    pixels = keras.Input((224, 224, 3), dtype="float32", name="pixels")
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_to_unit")(pixels)
+    return keras.Model(pixels, base(scaled), name="imagenet_mobilenetv2")
+
+
+def default_card(version: str) -> ModelCard:
+    return ModelCard(
+        name=DEFAULT_MODEL,
+        version=version,
+        labels=imagenet_labels(),
+        label_groups=IMAGENET_GROUPS,
+        preprocessing=IMAGENET_PREPROCESSING,
+        backbone="MobileNetV2",
+        training={
+            "data": "ImageNet-1k (ILSVRC 2012), 1000 classes",
+            "weights": "keras.applications.MobileNetV2(weights='imagenet'), alpha 1.0, 224",
+            "fine_tuned": False,
+        },
+        metrics={},
+    )
+
+
+def parity_images(folder: Path | None) -> list[Path]:
+    if folder is None:
+        return []
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def build_default_model(out_root: Path, images: Path | None) -> tuple[ModelCard, Path]:
+    """Export the default model to ``out_root/<name>/<version>``.
+
+    Parity is measured on the photos in ``images``; without them, on seeded noise
+    images (recorded as such in the card).
+    """
+    version = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    card = default_card(version)
+    spec = card.preprocessing
+    paths = parity_images(images)
+    if paths:
+        inputs, source = load_inputs(paths, spec), f"{len(paths)} photos from {images}"
+    else:
+        logger.warning("no parity photos given: comparing Keras and ONNX on noise images")
+        rng = np.random.default_rng(0)
+        inputs = rng.integers(0, 256, (16, spec.height, spec.width, 3), dtype=np.uint8)
+        source = "16 seeded noise images"
+    out_dir = Path(out_root) / card.name / version
+    return export(build_model(), card, inputs, source, out_dir), out_dir
