@@ -1,0 +1,26 @@
+"""Prometheus metrics of Argos, served with BentoML's own at ``GET /metrics``.
+
+``bentoml.metrics`` wraps prometheus-client so that metrics from every worker process are
+aggregated.
+"""
+
+from __future__ import annotations
+
+import bentoml
+
+REJECTED = bentoml.metrics.Counter(
+    name="argos_rejected_requests",
+    documentation="Requests refused with a 4xx, by endpoint and error code",
+    labelnames=["endpoint", "error"],
+)
+TOP1 = bentoml.metrics.Counter(
+    name="argos_top1_predictions",
+    documentation="Top-1 label of each classified image: a drift signal",
+    labelnames=["model", "label"],
+)
+STAGE_SECONDS = bentoml.metrics.Histogram(
+    name="argos_stage_seconds",
+    documentation="Time spent per request in each stage",
+    labelnames=["endpoint", "stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)

@@ -1,0 +1,87 @@
+"""The BentoML services: ``Argos`` (HTTP API, preprocessing) over ``Inference`` (onnxruntime).
+
+Run with ``bentoml serve service.service:Argos``. Requests are decoded and preprocessed
+in the API workers; concurrent requests then meet in ``Inference.classify``, a batchable
+method, so that BentoML's adaptive batching hands onnxruntime one batch for many requests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import bentoml
+import numpy as np
+
+from service.api import app
+from service.card import ONNX_FILENAME, ModelCard, verify_artifact
+from service.runtime import OnnxModel
+from service.settings import Settings, get_settings
+
+T = TypeVar("T")
+logger = logging.getLogger("argos.service")
+settings = get_settings()
+
+
+def _log_through_bentoml() -> None:
+    """Send ``argos.*`` log records to the handlers BentoML set up for this worker."""
+    argos_logger = logging.getLogger("argos")
+    argos_logger.setLevel(logging.INFO)
+    argos_logger.propagate = False
+    for handler in logging.getLogger("bentoml").handlers:
+        if handler not in argos_logger.handlers:
+            argos_logger.addHandler(handler)
+
+
+@bentoml.service(name="argos-inference", workers=1, traffic={"timeout": 120})
+class Inference:
+    """One onnxruntime session per process, fed by adaptive batches."""
+
+    artifact = bentoml.models.BentoModel(settings.model)
+
+    def __init__(self) -> None:
+        _log_through_bentoml()
+        directory = Path(self.artifact.path)
+        self.card: ModelCard = verify_artifact(directory)
+        self.model = OnnxModel.load(
+            directory / ONNX_FILENAME,
+            providers=settings.providers,
+            threads=settings.inference_threads,
+        )
+        spec = self.card.preprocessing
+        self.model.run(np.zeros((1, spec.height, spec.width, 3), dtype=np.uint8))
+        logger.info("serving %s on %s", self.card.tag, self.model.providers)
+
+    @bentoml.api(
+        batchable=True,
+        batch_dim=0,
+        max_batch_size=settings.batch_max_size,
+        max_latency_ms=settings.batch_max_latency_ms,
+    )
+    def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 pixels → (N, labels) probabilities."""
+        return self.model.run(pixels)
+
+
+@bentoml.asgi_app(app, path="/")
+@bentoml.service(name="argos", workers=settings.api_workers, traffic={"timeout": 120})
+class Argos:
+    """The public service; see :mod:`service.api` for its routes."""
+
+    inference = bentoml.depends(Inference)
+    artifact = bentoml.models.BentoModel(settings.model)
+
+    def __init__(self) -> None:
+        self.settings: Settings = settings
+        self.card: ModelCard = verify_artifact(Path(self.artifact.path))
+        self._threads = anyio.CapacityLimiter(settings.api_threads)
+
+    async def in_worker_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run CPU-bound work (Pillow releases the GIL) off the event loop."""
+        return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs), limiter=self._threads)
+
+    async def classify(self, pixels: np.ndarray) -> np.ndarray:
+        return await self.inference.to_async.classify(pixels)
