@@ -1,0 +1,195 @@
+"""Typed HTTP client for the Argos inference API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+_T = TypeVar("_T", bound=BaseModel)
+
+
+class ArgosError(Exception):
+    """Base class of every error raised by `ArgosClient`."""
+
+    retryable: bool = False
+
+
+class ArgosUnavailable(ArgosError):
+    """The service could not be reached (connection refused, timeout, DNS, ...)."""
+
+    retryable = True
+
+
+class ArgosRequestError(ArgosError):
+    """The service answered with a non-2xx status or an unreadable body."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"HTTP {status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        # Server-side and rate-limit failures may succeed when tried again.
+        self.retryable = status >= 500 or status == 429
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, protected_namespaces=())
+
+
+class ModelInfo(_Reply):
+    name: str
+    version: str
+
+
+class Prediction(_Reply):
+    label: str
+    index: int
+    score: float
+
+
+class GroupScore(_Reply):
+    name: str
+    score: float
+
+
+class Detection(_Reply):
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+class ClassifyResult(_Reply):
+    """Reply of `POST /classify`; `groups` is None unless groups were requested."""
+
+    model: ModelInfo
+    predictions: list[Prediction]
+    groups: list[GroupScore] | None = None
+    timing_ms: dict[str, float] = {}
+
+
+class DetectResult(_Reply):
+    """Reply of `POST /detect`."""
+
+    model: ModelInfo
+    detections: list[Detection]
+    windows: int
+    timing_ms: dict[str, float] = {}
+
+
+class ModelCard(_Reply):
+    """The parts of `GET /model` a client needs; other card fields are ignored."""
+
+    name: str
+    version: str
+    labels: list[str]
+    label_groups: dict[str, list[int]] = {}
+
+
+def sniff_content_type(data: bytes) -> str:
+    """Media type of an encoded image from its magic bytes."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, media_type in _MAGIC:
+        if data.startswith(magic):
+            return media_type
+    return "application/octet-stream"
+
+
+class ArgosClient:
+    """Blocking client for one Argos server; use as a context manager or call `close()`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        connect_timeout: float | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout or timeout),
+        )
+
+    def classify(self, image: bytes | Path, top_k: int = 5, groups: bool = True) -> ClassifyResult:
+        """Top-k labels (and label-group scores when `groups`) for one image."""
+        reply = self._post("/classify", image, {"top_k": top_k, "groups": groups})
+        return _parse(ClassifyResult, reply)
+
+    def detect(self, image: bytes | Path, **params: Any) -> DetectResult:
+        """Sliding-window detections; `params` are passed as query parameters."""
+        return _parse(DetectResult, self._post("/detect", image, params))
+
+    def model_card(self) -> ModelCard:
+        """The card of the model the server runs."""
+        return _parse(ModelCard, self._send("GET", "/model"))
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> ArgosClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _post(self, path: str, image: bytes | Path, params: dict[str, Any]) -> httpx.Response:
+        if isinstance(image, Path):
+            name, data = image.name, image.read_bytes()
+        else:
+            name, data = "image", image
+        files = {"image": (name, data, sniff_content_type(data))}
+        return self._send("POST", path, params=params, files=files)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ArgosUnavailable(
+                f"{method} {self.base_url}{path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not response.is_success:
+            raise _request_error(response)
+        return response
+
+
+def _request_error(response: httpx.Response) -> ArgosRequestError:
+    try:
+        body = response.json()
+        return ArgosRequestError(
+            response.status_code, str(body["error"]), str(body.get("detail", ""))
+        )
+    except (ValueError, KeyError, TypeError):
+        return ArgosRequestError(
+            response.status_code, response.reason_phrase or "error", response.text[:200]
+        )
+
+
+def _parse(model: type[_T], response: httpx.Response) -> _T:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ArgosRequestError(
+            response.status_code,
+            "invalid_response",
+            f"{response.request.url.path} reply is not a valid {model.__name__}: {exc}",
+        ) from exc

@@ -1,0 +1,199 @@
+"""`PetDoor`: frame source -> Argos -> policy -> door driver -> audit log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from clients.http import ArgosClient, ArgosError, ClassifyResult, DetectResult, ModelCard
+from clients.petdoor.audit import AuditLog
+from clients.petdoor.drivers import DoorDriver
+from clients.petdoor.logic import Decision, DoorLogic, DoorState
+from clients.petdoor.policy import Policy, frame_scores, judge
+from clients.petdoor.retry import Backoff, with_retries
+from clients.petdoor.sources import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+Analysis = tuple[ClassifyResult, DetectResult | None]
+
+
+class PetDoor:
+    """Drives one door from one frame source; every decision is audited.
+
+    Anything that goes wrong (unreadable frame, service down after retries, a bad
+    reply, a driver failure) ends in a closed decision, never in an exception.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        client: ArgosClient,
+        policy: Policy,
+        driver: DoorDriver,
+        audit: AuditLog | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.client = client
+        self.policy = policy
+        self.driver = driver
+        self.audit = audit
+        self.logic = DoorLogic(policy, clock)
+        self._backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._door: DoorState | None = None
+        self._card: ModelCard | None = None
+
+    @property
+    def door_state(self) -> DoorState | None:
+        """What the driver last set; None before the first switch and after a failure."""
+        return self._door
+
+    def process(self, frame: Frame) -> Decision:
+        """Analyse one frame, switch the door if needed, audit the decision."""
+        analysis: Analysis | None = None
+        if frame.data is None:
+            decision = self.logic.fail(f"unreadable frame: {frame.error}")
+        else:
+            try:
+                analysis = self._analyse(frame.data)
+            except ArgosError as exc:
+                decision = self.logic.fail(f"service error: {exc}")
+            except Exception as exc:  # a bad frame must never stop the door loop
+                log.exception("analysing %s failed", frame.name)
+                decision = self.logic.fail(f"unexpected error: {type(exc).__name__}: {exc}")
+            else:
+                decision = self.logic.observe(judge(self.policy, frame_scores(*analysis)))
+        return self._settle(decision, frame.name, analysis)
+
+    def tick(self) -> Decision:
+        """Close the door when its hold runs out; audited only when the door changes."""
+        decision = self.logic.tick()
+        if decision.state == self._door:
+            return decision
+        return self._settle(decision, None, None)
+
+    def run_once(self) -> list[Decision]:
+        """Process every frame the source has now."""
+        try:
+            frames = self.source.poll()
+        except Exception as exc:
+            log.exception("frame source failed")
+            return [self._settle(self.logic.fail(f"frame source error: {exc}"), None, None)]
+        return [self.process(frame) for frame in frames]
+
+    def run(self, interval: float, stop: threading.Event) -> None:
+        """Poll the source every `interval` seconds until `stop` is set."""
+        while not stop.is_set():
+            self.run_once()
+            self.tick()
+            stop.wait(interval)
+
+    def shutdown(self) -> Decision:
+        """Leave the door closed when the client stops."""
+        return self._settle(Decision("closed", "shutdown", "pet-door client stopping"), None, None)
+
+    def _analyse(self, data: bytes) -> Analysis:
+        card = self._model_card()
+        top_k = min(self.policy.top_k, len(card.labels))
+        want_groups = bool(card.label_groups)
+        result = with_retries(
+            lambda: self.client.classify(data, top_k=top_k, groups=want_groups),
+            self._backoff,
+            self._sleep,
+        )
+        if result.model.name != card.name:
+            self._card = None  # the server switched models; re-read its card next frame
+        detections = None
+        if self.policy.use_detect:
+            params = self.policy.detect_params
+            detections = with_retries(
+                lambda: self.client.detect(data, **params), self._backoff, self._sleep
+            )
+        return result, detections
+
+    def _model_card(self) -> ModelCard:
+        if self._card is None:
+            card = with_retries(self.client.model_card, self._backoff, self._sleep)
+            known = set(card.labels) | set(card.label_groups)
+            unknown = [n for n in [*self.policy.allow, *self.policy.deny] if n not in known]
+            if unknown:
+                log.warning(
+                    "model %s has no label or group named %s", card.name, ", ".join(unknown)
+                )
+            self._card = card
+        return self._card
+
+    def _settle(self, decision: Decision, frame: str | None, analysis: Analysis | None) -> Decision:
+        applied = self._apply(decision)
+        log.info("%s -> door %s (%s)", frame or "-", applied.state, applied.reason)
+        if self.audit is not None:
+            try:
+                self.audit.write(_record(applied, frame, analysis, self._door))
+            except OSError as exc:  # a full disk must not stop the door from closing
+                log.error("cannot write the audit log %s: %s", self.audit.path, exc)
+        return applied
+
+    def _apply(self, decision: Decision) -> Decision:
+        if decision.state == self._door:
+            return decision
+        try:
+            self._switch(decision.state)
+        except Exception as exc:
+            log.error("door driver could not %s the door: %s", _verb(decision.state), exc)
+            self._door = None
+            self.logic.fail("driver error")
+            if decision.state == "open":
+                self._close_after_failure()
+            return Decision(
+                "closed", "driver_error", f"could not {_verb(decision.state)} door: {exc}"
+            )
+        self._door = decision.state
+        return decision
+
+    def _close_after_failure(self) -> None:
+        try:
+            self._switch("closed")
+        except Exception as exc:
+            log.error("door driver could not close the door either: %s", exc)
+            return
+        self._door = "closed"
+
+    def _switch(self, state: DoorState) -> None:
+        if state == "open":
+            self.driver.open()
+        else:
+            self.driver.close()
+
+
+def _verb(state: DoorState) -> str:
+    return "open" if state == "open" else "close"
+
+
+def _record(
+    decision: Decision, frame: str | None, analysis: Analysis | None, door: DoorState | None
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "frame": frame,
+        "decision": decision.state,
+        "code": decision.code,
+        "reason": decision.reason,
+        "door": door or "unknown",
+    }
+    if analysis is not None:
+        result, detections = analysis
+        record["top"] = [{"label": p.label, "score": round(p.score, 4)} for p in result.predictions]
+        groups = sorted(result.groups or [], key=lambda g: g.score, reverse=True)[:3]
+        record["groups"] = [{"name": g.name, "score": round(g.score, 4)} for g in groups]
+        if detections is not None:
+            record["detections"] = [
+                {"label": d.label, "score": round(d.score, 4), "box": list(d.box)}
+                for d in detections.detections
+            ]
+    return record
