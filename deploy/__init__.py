@@ -1,0 +1,1 @@
+"""Deployment files for Argos (Kubernetes, docker compose, Prometheus) and their validator."""
