@@ -112,7 +112,7 @@ def resize_to_input(rgb: Image.Image, spec: Preprocessing, region: Box | None = 
     """
     left, top, right, bottom = region or (0.0, 0.0, float(rgb.width), float(rgb.height))
     if spec.resize == "center_crop":
-        left, top, right, bottom = _center_crop_box((left, top, right, bottom), spec)
+        left, top, right, bottom = center_crop_box((left, top, right, bottom), spec)
     resized = rgb.resize(
         (spec.width, spec.height), _RESAMPLE[spec.interpolation], box=(left, top, right, bottom)
     )
@@ -129,12 +129,18 @@ def prepare_bytes(data: bytes, spec: Preprocessing, *, max_pixels: int) -> np.nd
     return prepare(open_image(data, max_pixels=max_pixels), spec)
 
 
+def scale_image(rgb: Image.Image, factor: float, spec: Preprocessing) -> np.ndarray:
+    """The whole image scaled by ``factor`` with the card's interpolation, as (1, H, W, 3)."""
+    size = (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor)))
+    return np.asarray(rgb.resize(size, _RESAMPLE[spec.interpolation]), dtype=np.uint8)[None]
+
+
 def stack(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """Per-image arrays → one NHWC batch."""
     return np.stack(arrays, axis=0)
 
 
-def _center_crop_box(box: Box, spec: Preprocessing) -> Box:
+def center_crop_box(box: Box, spec: Preprocessing) -> Box:
     """The region that ``resize short side to size / crop_pct, then centre crop`` keeps."""
     left, top, right, bottom = box
     width, height = right - left, bottom - top

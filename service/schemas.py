@@ -34,6 +34,31 @@ class ClassifyResponse(BaseModel):
     timing_ms: Timing
 
 
+class Detection(BaseModel):
+    label: str = Field(description="label or label group")
+    score: float
+    box: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1] in image pixels")
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class DetectResponse(BaseModel):
+    model: ModelRef
+    mode: str
+    image: ImageSize = Field(description="upright image size the boxes refer to")
+    detections: list[Detection] = Field(description="merged boxes, highest score first")
+    windows: int = Field(description="windows evaluated")
+    timing_ms: Timing
+
+
 class ErrorResponse(BaseModel):
     error: str = Field(description="short machine-readable code")
     detail: str = Field(description="what was wrong and how to fix it")
+
+
+def ms(seconds: float) -> float:
+    """Seconds → milliseconds, rounded for replies."""
+    return round(seconds * 1000, 2)

@@ -18,6 +18,7 @@ import numpy as np
 
 from service.api import app
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
+from service.detection import feature_cells, pool_cells
 from service.runtime import OnnxModel
 from service.settings import Settings, get_settings
 
@@ -51,6 +52,16 @@ class Inference:
             providers=settings.providers,
             threads=settings.inference_threads,
         )
+        self.backbone = self.head = None
+        if self.card.dense is not None:
+            self.backbone, self.head = (
+                OnnxModel.load(
+                    directory / name,
+                    providers=settings.providers,
+                    threads=settings.inference_threads,
+                )
+                for name in (self.card.dense.backbone_file, self.card.dense.head_file)
+            )
         spec = self.card.preprocessing
         self.model.run(np.zeros((1, spec.height, spec.width, 3), dtype=np.uint8))
         logger.info("serving %s on %s", self.card.tag, self.model.providers)
@@ -64,6 +75,20 @@ class Inference:
     def classify(self, pixels: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 pixels → (N, labels) probabilities."""
         return self.model.run(pixels)
+
+    @bentoml.api
+    def classify_windows(self, pixels: np.ndarray) -> np.ndarray:
+        """Many window crops of one request, in onnxruntime calls of a fixed chunk size."""
+        return self.model.run_chunked(pixels, settings.detect_chunk_size)
+
+    @bentoml.api
+    def dense_windows(self, image: np.ndarray, regions: np.ndarray) -> np.ndarray:
+        """Backbone once over a (1, H, W, 3) image, then the head on each region's pooled cells."""
+        if self.backbone is None or self.head is None or self.card.dense is None:
+            raise ValueError(f"{self.card.tag} has no dense graphs")
+        feature_map = self.backbone.run(image)[0]
+        cells = feature_cells(regions, self.card.dense.stride, feature_map.shape[:2])
+        return self.head.run_chunked(pool_cells(feature_map, cells), settings.detect_chunk_size)
 
 
 @bentoml.asgi_app(app, path="/")
@@ -85,3 +110,9 @@ class Argos:
 
     async def classify(self, pixels: np.ndarray) -> np.ndarray:
         return await self.inference.to_async.classify(pixels)
+
+    async def classify_windows(self, pixels: np.ndarray) -> np.ndarray:
+        return await self.inference.to_async.classify_windows(pixels)
+
+    async def dense_windows(self, image: np.ndarray, regions: np.ndarray) -> np.ndarray:
+        return await self.inference.to_async.dense_windows(image=image, regions=regions)

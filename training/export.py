@@ -8,8 +8,10 @@ robust tf2onnx path for Keras 3.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from PIL import Image
 from service.card import (
     ONNX_FILENAME,
     ONNX_METADATA_KEY,
+    DenseHead,
     ModelCard,
     Parity,
     Preprocessing,
@@ -35,23 +38,81 @@ OPSET = 17
 PARITY_TOLERANCE = 1e-5
 
 
+BACKBONE_FILENAME = "backbone.onnx"
+HEAD_FILENAME = "head.onnx"
+
+
 class ParityError(RuntimeError):
     """The ONNX graph does not reproduce the Keras model closely enough."""
 
 
-def convert(model: tf.keras.Model, spec: Preprocessing, path: Path, *, opset: int = OPSET) -> None:
-    """Convert ``model`` (pixels → probabilities) to an ONNX file at ``path``."""
-    signature = [
-        tf.TensorSpec([None, spec.height, spec.width, 3], tf.float32, name=spec.input_name)
-    ]
+@dataclass(frozen=True)
+class DenseParts:
+    """The classifier split for dense sliding-window inference.
+
+    ``features`` maps raw pixels to the backbone's feature map (before pooling); ``head``
+    maps average-pooled features to probabilities, so that
+    ``head(mean(features(x), axes=(1, 2))) == model(x)``.
+    """
+
+    features: tf.keras.Model
+    head: tf.keras.Model
+    stride: int
+
+
+def convert(
+    model: tf.keras.Model,
+    input_shape: list[int | None],
+    input_name: str,
+    output_name: str,
+    path: Path,
+    *,
+    opset: int = OPSET,
+) -> None:
+    """Convert a one-input, one-output Keras model to an ONNX file at ``path``."""
+    signature = [tf.TensorSpec(input_shape, tf.float32, name=input_name)]
 
     @tf.function(input_signature=signature)
-    def serve(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {spec.output_name: model(pixels, training=False)}
+    def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {output_name: model(inputs, training=False)}
 
     tf2onnx.convert.from_function(
         serve, input_signature=signature, opset=opset, output_path=str(path)
     )
+
+
+def any_size(features: tf.keras.Model) -> tf.keras.Model:
+    """A copy of a fully convolutional model that accepts images of any height and width."""
+    flexible = tf.keras.models.clone_model(
+        features, input_tensors=tf.keras.Input((None, None, 3), name="pixels")
+    )
+    flexible.set_weights(features.get_weights())
+    return flexible
+
+
+def export_dense(
+    parts: DenseParts, card: ModelCard, inputs: np.ndarray, expected: np.ndarray, out_dir: Path
+) -> DenseHead:
+    """Write the backbone and head graphs; check that together they reproduce ``expected``."""
+    spec = card.preprocessing
+    dense = DenseHead(backbone_file=BACKBONE_FILENAME, head_file=HEAD_FILENAME, stride=parts.stride)
+    channels = int(parts.head.inputs[0].shape[-1])
+    convert(
+        any_size(parts.features),
+        [None, None, None, 3],
+        spec.input_name,
+        dense.feature_name,
+        out_dir / BACKBONE_FILENAME,
+    )
+    convert(
+        parts.head, [None, channels], dense.pooled_name, spec.output_name, out_dir / HEAD_FILENAME
+    )
+    feature_map = OnnxModel.load(out_dir / BACKBONE_FILENAME).run(inputs)
+    actual = OnnxModel.load(out_dir / HEAD_FILENAME).run(feature_map.mean(axis=(1, 2)))
+    difference = float(np.abs(actual - expected).max())
+    if difference > PARITY_TOLERANCE:
+        raise ParityError(f"backbone + head differ from the model by {difference:.2e}")
+    return dense
 
 
 def load_inputs(paths: Iterable[Path], spec: Preprocessing) -> np.ndarray:
@@ -99,17 +160,20 @@ def export(
     parity_source: str,
     out_dir: Path,
     *,
+    dense: DenseParts | None = None,
     tolerance: float = PARITY_TOLERANCE,
 ) -> ModelCard:
     """Export ``model`` to ``out_dir`` and return the final card.
 
     Raises :class:`ParityError` when the largest probability difference exceeds
-    ``tolerance`` or any top-1 prediction differs; nothing is written then.
+    ``tolerance`` or any top-1 prediction differs; nothing is written then. With
+    ``dense``, the backbone and head graphs for dense detection are exported too.
     """
-    out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory() as scratch:
-        raw = Path(scratch) / ONNX_FILENAME
-        convert(model, card.preprocessing, raw)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        raw = scratch / "raw.onnx"
+        spec = card.preprocessing
+        convert(model, [None, spec.height, spec.width, 3], spec.input_name, spec.output_name, raw)
         parity = measure_parity(model, raw, parity_inputs, parity_source)
         logger.info(
             "parity on %d images: max |Δp| = %.2e, top-1 agreement %.1f %%",
@@ -123,8 +187,16 @@ def export(
                 f"(limit {tolerance:.0e}), top-1 agreement {parity.top1_agreement:.2%}"
             )
         card = card.model_copy(update={"parity": parity})
+        if dense is not None:
+            expected = OnnxModel.load(raw).run(parity_inputs)
+            head = export_dense(dense, card, parity_inputs, expected, scratch)
+            card = card.model_copy(update={"dense": head})
+        embed_card(raw, card, scratch / ONNX_FILENAME)
+        raw.unlink()
+        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        embed_card(raw, card, out_dir / ONNX_FILENAME)
+        for item in scratch.iterdir():
+            shutil.move(item, out_dir / item.name)
     card = card.model_copy(update={"onnx_sha256": sha256_of(out_dir / ONNX_FILENAME)})
     card.save(out_dir)
     return card

@@ -11,7 +11,7 @@ import numpy as np
 
 from service.card import ModelCard, Preprocessing
 from service.settings import DEFAULT_MODEL
-from training.export import export, load_inputs
+from training.export import DenseParts, export, load_inputs
 
 logger = logging.getLogger("argos.imagenet")
 
@@ -22,6 +22,7 @@ IMAGENET_GROUPS = {
 IMAGENET_PREPROCESSING = Preprocessing(
     input_size=(224, 224), resize="center_crop", crop_pct=0.875, interpolation="bilinear"
 )
+FEATURE_LAYER = "out_relu"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -31,12 +32,17 @@ def imagenet_labels() -> list[str]:
     return [row[0][1] for row in decoded]
 
 
-def build_model() -> keras.Model:
-    """MobileNetV2 with its [-1, 1] input scaling inside the graph."""
+def build_model() -> tuple[keras.Model, DenseParts]:
+    """MobileNetV2 with its [-1, 1] input scaling inside the graph, and its dense split."""
     base = keras.applications.MobileNetV2(weights="imagenet", include_top=True)
     pixels = keras.Input((224, 224, 3), dtype="float32", name="pixels")
     scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_to_unit")(pixels)
-    return keras.Model(pixels, base(scaled), name="imagenet_mobilenetv2")
+    model = keras.Model(pixels, base(scaled), name="imagenet_mobilenetv2")
+    feature_map = keras.Model(base.input, base.get_layer(FEATURE_LAYER).output)
+    features = keras.Model(pixels, feature_map(scaled), name="features")
+    pooled = keras.Input((feature_map.output.shape[-1],), name="pooled")
+    head = keras.Model(pooled, base.get_layer("predictions")(pooled), name="head")
+    return model, DenseParts(features=features, head=head, stride=32)
 
 
 def default_card(version: str) -> ModelCard:
@@ -80,4 +86,5 @@ def build_default_model(out_root: Path, images: Path | None) -> tuple[ModelCard,
         inputs = rng.integers(0, 256, (16, spec.height, spec.width, 3), dtype=np.uint8)
         source = "16 seeded noise images"
     out_dir = Path(out_root) / card.name / version
-    return export(build_model(), card, inputs, source, out_dir), out_dir
+    model, dense = build_model()
+    return export(model, card, inputs, source, out_dir, dense=dense), out_dir

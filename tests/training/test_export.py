@@ -10,19 +10,28 @@ import pytest
 
 from service.card import ONNX_FILENAME, ModelCard, Preprocessing, verify_artifact
 from service.runtime import OnnxModel
-from training.export import ParityError, export
+from training.export import BACKBONE_FILENAME, HEAD_FILENAME, DenseParts, ParityError, export
 
 SPEC = Preprocessing(input_size=(32, 32), resize="squash")
 
 
 @pytest.fixture(scope="module")
-def small_model() -> keras.Model:
+def split_model() -> tuple[keras.Model, DenseParts]:
     keras.utils.set_random_seed(0)
     pixels = keras.Input((32, 32, 3), name="pixels")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(pixels)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(pixels, keras.layers.Dense(3, activation="softmax")(x))
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1)(pixels)
+    feature_map = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(scaled)
+    features = keras.Model(pixels, feature_map)
+    pooled = keras.Input((4,))
+    dense = keras.layers.Dense(3, activation="softmax")
+    head = keras.Model(pooled, dense(pooled))
+    model = keras.Model(pixels, dense(keras.layers.GlobalAveragePooling2D()(feature_map)))
+    return model, DenseParts(features=features, head=head, stride=2)
+
+
+@pytest.fixture(scope="module")
+def small_model(split_model: tuple[keras.Model, DenseParts]) -> keras.Model:
+    return split_model[0]
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +65,19 @@ def test_export_refuses_when_parity_is_out_of_tolerance(
     with pytest.raises(ParityError, match="ONNX differs from Keras"):
         export(small_model, card(), inputs, "noise", tmp_path / "out", tolerance=-1.0)
     assert not (tmp_path / "out").exists()
+
+
+def test_dense_parts_are_exported_and_reproduce_the_model(
+    split_model: tuple[keras.Model, DenseParts], inputs: np.ndarray, tmp_path: Path
+) -> None:
+    model, parts = split_model
+    exported = export(model, card(), inputs, "noise", tmp_path, dense=parts)
+    assert exported.dense is not None and exported.dense.stride == 2
+    backbone = OnnxModel.load(tmp_path / BACKBONE_FILENAME)
+    head = OnnxModel.load(tmp_path / HEAD_FILENAME)
+    larger = np.random.default_rng(1).integers(0, 256, (1, 48, 40, 3), dtype=np.uint8)
+    assert backbone.run(larger).shape == (1, 24, 20, 4)
+    pooled = backbone.run(inputs).mean(axis=(1, 2))
+    assert (
+        np.abs(head.run(pooled) - OnnxModel.load(tmp_path / ONNX_FILENAME).run(inputs)).max() < 1e-5
+    )

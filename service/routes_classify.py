@@ -1,0 +1,65 @@
+"""``POST /classify`` and ``GET /model``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+
+from service import metrics
+from service.backend import CurrentBackend
+from service.card import ModelCard
+from service.errors import InvalidParameter
+from service.postprocess import group_scores, top_k
+from service.preprocessing import prepare_bytes
+from service.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
+from service.uploads import read_image_upload
+
+router = APIRouter()
+
+
+@router.post("/classify", response_model=ClassifyResponse, response_model_exclude_none=True)
+async def classify(
+    request: Request,
+    backend: CurrentBackend,
+    top_k_: Annotated[int, Query(alias="top_k", ge=1, description="labels to return")] = 5,
+    groups: Annotated[bool, Query(description="also score the card's label groups")] = False,
+) -> ClassifyResponse:
+    """Classify one image sent as a multipart ``image`` field or as the raw body."""
+    card, settings = backend.card, backend.settings
+    if top_k_ > len(card.labels):
+        raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
+    started = time.perf_counter()
+    data = await read_image_upload(request, settings.max_upload_bytes)
+    pixels = await backend.in_worker_thread(
+        prepare_bytes, data, card.preprocessing, max_pixels=settings.max_image_pixels
+    )
+    preprocessed = time.perf_counter()
+    probabilities = (await backend.classify(pixels[np.newaxis]))[0]
+    finished = time.perf_counter()
+
+    predictions = top_k(probabilities, card.labels, top_k_)
+    metrics.TOP1.labels(model=card.name, label=predictions[0].label).inc()
+    metrics.observe_stages(
+        "classify", preprocess=preprocessed - started, inference=finished - preprocessed
+    )
+    return ClassifyResponse(
+        model=ModelRef(name=card.name, version=card.version),
+        predictions=[LabelScore(label=p.label, index=p.index, score=p.score) for p in predictions],
+        groups=[GroupScore(name=g.name, score=g.score) for g in group_scores(probabilities, card)]
+        if groups
+        else None,
+        timing_ms=Timing(
+            preprocess=ms(preprocessed - started),
+            inference=ms(finished - preprocessed),
+            total=ms(time.perf_counter() - started),
+        ),
+    )
+
+
+@router.get("/model", response_model=ModelCard)
+async def model_card(backend: CurrentBackend) -> ModelCard:
+    """The model card of the served model."""
+    return backend.card

@@ -1,0 +1,117 @@
+"""Detection pieces without a model: planning, dense pooling, merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from service.card import Preprocessing
+from service.detection import (
+    DetectParams,
+    WindowScores,
+    class_scores,
+    feature_cells,
+    input_regions,
+    plan,
+    pool_cells,
+    select,
+    targets,
+)
+from service.errors import InvalidParameter
+from tests.service.test_card import make_card
+
+SQUASH = Preprocessing(input_size=(224, 224), resize="squash")
+CROP = Preprocessing(input_size=(224, 224), resize="center_crop", crop_pct=0.875)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"window_sizes": [0]},
+        {"window_sizes": [1.5]},
+        {"window_sizes": []},
+        {"overlap": 0.95},
+        {"threshold": 0},
+        {"iou_threshold": 2},
+        {"max_detections": 0},
+        {"mode": "fast"},
+        {"merge_metric": "area"},
+    ],
+)
+def test_out_of_range_parameters_are_refused(changes: dict) -> None:
+    with pytest.raises(ValidationError):
+        DetectParams(**changes)
+
+
+def test_targets_default_to_groups_and_name_unknowns() -> None:
+    card = make_card()
+    assert targets(card, None) == {"warm": [0]}
+    assert targets(card, ["blue"]) == {"blue": [2]}
+    with pytest.raises(InvalidParameter, match=r"unknown classes \['purple'\]"):
+        targets(card, ["purple"])
+
+
+def test_plan_has_one_scale_per_window_size_and_a_cost_limit() -> None:
+    params = DetectParams(window_sizes=[0.5, 1.0], overlap=0.5)
+    scales = plan(640, 480, params, SQUASH, max_windows=100)
+    assert [scale.boxes[0, 2] - scale.boxes[0, 0] for scale in scales] == [240, 480]
+    assert scales[1].factor == pytest.approx(224 / 480)
+    with pytest.raises(InvalidParameter, match="the limit is 3"):
+        plan(640, 480, params, SQUASH, max_windows=3)
+
+
+def test_dense_regions_map_a_window_to_one_model_input_of_cells() -> None:
+    factor = 224 / (256 * 0.875)
+    regions = input_regions(np.array([[0, 0, 256, 256]]), factor, CROP)
+    side = regions[0, 2] - regions[0, 0]
+    assert side == pytest.approx(224)
+    cells = feature_cells(regions, stride=32, grid=(20, 20))
+    assert (cells[0, 2] - cells[0, 0], cells[0, 3] - cells[0, 1]) == (7, 7)
+
+
+def test_feature_cells_stay_inside_the_grid_and_are_never_empty() -> None:
+    cells = feature_cells(np.array([[-50.0, -50, 5, 5], [600, 600, 700, 700]]), 32, (4, 6))
+    assert cells.tolist() == [[0, 0, 2, 2], [5, 3, 6, 4]]
+
+
+def test_pool_cells_averages_the_covered_cells() -> None:
+    features = np.arange(4 * 5 * 2, dtype=np.float32).reshape(4, 5, 2)
+    cells = np.array([[1, 0, 3, 2], [0, 0, 5, 4]])
+    pooled = pool_cells(features, cells)
+    assert np.allclose(pooled[0], features[0:2, 1:3].mean(axis=(0, 1)))
+    assert np.allclose(pooled[1], features.mean(axis=(0, 1)))
+
+
+def test_class_scores_sum_group_members() -> None:
+    probabilities = np.array([[0.1, 0.2, 0.7]])
+    assert np.allclose(class_scores(probabilities, {"a": [0], "bc": [1, 2]}), [[0.1, 0.9]])
+
+
+def test_select_merges_fragments_of_one_object_and_keeps_separate_objects() -> None:
+    boxes = np.array(
+        [
+            [0, 0, 100, 100],
+            [10, 10, 110, 110],
+            [20, 0, 120, 100],  # object 1, three windows
+            [300, 300, 400, 400],
+            [310, 300, 410, 400],  # object 2
+            [150, 150, 250, 250],  # background
+        ]
+    )
+    scores = np.array([[0.9], [0.8], [0.7], [0.95], [0.6], [0.2]])
+    found = select(WindowScores(boxes, scores, ["dog"]), DetectParams(threshold=0.5))
+    assert [(d.label, round(d.score, 2)) for d in found] == [("dog", 0.95), ("dog", 0.9)]
+    first, second = found[1].box, found[0].box
+    assert 0 < first[0] < 20 and first[2] > 100  # voted: between the fragments
+    assert 300 <= second[0] <= 310
+
+
+def test_select_keeps_classes_apart_and_honours_max_detections() -> None:
+    boxes = np.array([[0, 0, 100, 100], [0, 0, 100, 100]])
+    scores = np.array([[0.9, 0.8], [0.9, 0.8]])
+    both = select(WindowScores(boxes, scores, ["dog", "cat"]), DetectParams())
+    assert sorted(d.label for d in both) == ["cat", "dog"]
+    one = select(WindowScores(boxes, scores, ["dog", "cat"]), DetectParams(max_detections=1))
+    assert [d.label for d in one] == ["dog"]
+    assert select(WindowScores(boxes, scores * 0.1, ["dog", "cat"]), DetectParams()) == []
