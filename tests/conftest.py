@@ -26,10 +26,13 @@ SERVER_START_TIMEOUT_S = 180
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The shared data folder (``ARGOS_SHARED_DIR``, default ``../shared``)."""
+    """The shared data folder (``ARGOS_SHARED_DIR``, default ``../shared``); required in CI."""
     path = Path(os.environ.get("ARGOS_SHARED_DIR", REPO.parent / "shared"))
     if not (path / "images").is_dir():
-        pytest.skip(f"shared data folder {path} is not available")
+        message = f"shared data folder {path} is not available"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 
