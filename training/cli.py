@@ -11,6 +11,9 @@ import logging
 import os
 from pathlib import Path
 
+import yaml
+
+from training.config import DEFAULT_CONFIG, TrainConfig, documented_keys, load_config
 from training.keras_cache import use_keras_cache
 
 
@@ -26,6 +29,41 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-register", action="store_true", help="do not add the artifact to the BentoML store"
     )
+
+
+def _yaml_value(text: str) -> object:
+    """A flag value read as YAML, as in the config files: ``null``, ``true``, ``0.1``, ..."""
+    return yaml.safe_load(text)
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and one ``--key value`` override per key of the default config."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML training config, e.g. training/configs/pets.yaml; keys it leaves out "
+        f"take their value from {DEFAULT_CONFIG.name}",
+    )
+    overrides = parser.add_argument_group(
+        "config overrides", f"each replaces one key of the config (see {DEFAULT_CONFIG.name})"
+    )
+    for key, doc in documented_keys(DEFAULT_CONFIG).items():
+        meaning = doc.meaning.replace("%", "%%")
+        overrides.add_argument(
+            f"--{key.replace('_', '-')}",
+            dest=key,
+            type=_yaml_value,
+            default=argparse.SUPPRESS,
+            metavar=doc.type.split()[0].upper(),
+            help=f"({doc.type}) {meaning} [default: {doc.value}]",
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The defaults, then ``--config``, then the override flags that were given."""
+    keys = documented_keys(DEFAULT_CONFIG)
+    return load_config(args.config, {key: getattr(args, key) for key in keys if key in args})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing when the BentoML store already holds the default model",
     )
+
+    train = commands.add_parser(
+        "train",
+        help="train a classifier on an image folder, export it and register it",
+        description="Two-phase transfer learning on a folder with one sub-folder per class; "
+        "the run folder <out>/<name>/<version> gets the ONNX artifact and its reports.",
+    )
+    _add_common(train)
+    _add_config(train)
+
+    preview = commands.add_parser(
+        "preview", help="write a PNG grid of augmented training images for a config"
+    )
+    _add_config(preview)
+    preview.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    preview.add_argument("--images", type=int, default=4, help="images to show (rows)")
+    preview.add_argument("--variants", type=int, default=5, help="augmentations per image")
     return parser
 
 
@@ -67,10 +122,31 @@ def _default_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    run = train(config_from_args(args), args.out, register=not args.no_register)
+    card = run.card
+    print(
+        f"exported {card.tag} to {run.out_dir}: test accuracy {card.metrics['accuracy']:.4f} "
+        f"on {card.metrics['images']} images, parity max |Δp| {card.parity.max_abs_diff:.2e}"
+    )
+    if run.tag is not None:
+        print(f"registered {run.tag} in the BentoML store")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from training.preview import preview
+
+    print(f"wrote {preview(config_from_args(args), args.out, args.images, args.variants)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.keras_cache is not None:
+    if getattr(args, "keras_cache", None) is not None:
         use_keras_cache(args.keras_cache)
-    handlers = {"default-model": _default_model}
+    handlers = {"default-model": _default_model, "train": _train, "preview": _preview}
     return handlers[args.command](args)

@@ -36,6 +36,7 @@ logger = logging.getLogger("argos.export")
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-5
+PARITY_BATCH = 32
 
 
 BACKBONE_FILENAME = "backbone.onnx"
@@ -107,8 +108,8 @@ def export_dense(
     convert(
         parts.head, [None, channels], dense.pooled_name, spec.output_name, out_dir / HEAD_FILENAME
     )
-    feature_map = OnnxModel.load(out_dir / BACKBONE_FILENAME).run(inputs)
-    actual = OnnxModel.load(out_dir / HEAD_FILENAME).run(feature_map.mean(axis=(1, 2)))
+    pooled = OnnxModel.load(out_dir / BACKBONE_FILENAME).run_chunked(inputs, PARITY_BATCH)
+    actual = OnnxModel.load(out_dir / HEAD_FILENAME).run(pooled.mean(axis=(1, 2)))
     difference = float(np.abs(actual - expected).max())
     if difference > PARITY_TOLERANCE:
         raise ParityError(f"backbone + head differ from the model by {difference:.2e}")
@@ -131,8 +132,8 @@ def measure_parity(
 ) -> Parity:
     """Compare Keras and onnxruntime probabilities on the same inputs."""
     pixels = inputs.astype(np.float32)
-    expected = np.asarray(model(pixels, training=False))
-    actual = OnnxModel.load(onnx_path, providers=["CPUExecutionProvider"]).run(pixels)
+    expected = model.predict(pixels, batch_size=PARITY_BATCH, verbose=0)
+    actual = OnnxModel.load(onnx_path).run_chunked(pixels, PARITY_BATCH)
     return Parity(
         max_abs_diff=float(np.abs(expected - actual).max()),
         top1_agreement=float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1))),
@@ -188,7 +189,7 @@ def export(
             )
         card = card.model_copy(update={"parity": parity})
         if dense is not None:
-            expected = OnnxModel.load(raw).run(parity_inputs)
+            expected = OnnxModel.load(raw).run_chunked(parity_inputs, PARITY_BATCH)
             head = export_dense(dense, card, parity_inputs, expected, scratch)
             card = card.model_copy(update={"dense": head})
         embed_card(raw, card, scratch / ONNX_FILENAME)

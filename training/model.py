@@ -1,0 +1,106 @@
+"""The classifier: pixels → scaling → backbone → pooling → dropout → softmax, and its freezing.
+
+The feature extractor and the head are separate Keras models that share their weights
+with the whole, so the backbone and the head can also be exported on their own (dense
+sliding-window inference runs the backbone once and the head per window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from training.backbones import Backbone
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A classifier and its parts; all of them share the same weights.
+
+    ``model``: pixels (N, H, W, 3), raw 0..255 RGB → probabilities (N, classes).
+    ``features``: pixels → feature map (N, H / stride, W / stride, channels), scaling included.
+    ``head``: feature map → probabilities (global average pooling, dropout, dense softmax).
+    ``pooled_head``: pooled features (N, channels) → probabilities (dropout, dense softmax).
+    ``base``: the ``keras.applications`` backbone inside ``features`` (what phases freeze).
+    """
+
+    model: keras.Model
+    features: keras.Model
+    head: keras.Model
+    pooled_head: keras.Model
+    base: keras.Model
+    backbone: Backbone
+
+    @property
+    def stride(self) -> int:
+        """Input pixels per feature-map cell."""
+        return self.backbone.stride
+
+
+def build_classifier(
+    backbone: Backbone,
+    num_classes: int,
+    input_size: int,
+    weights: str | Path | None,
+    dropout: float,
+    name: str = "classifier",
+) -> Classifier:
+    """Build a classifier on ``backbone`` (its top replaced by a ``num_classes`` softmax)."""
+    base = backbone.build(input_size, weights)
+    pixels = keras.Input((input_size, input_size, 3), dtype="float32", name="pixels")
+    scaled = backbone.scaling()(pixels) if backbone.scaling is not None else pixels
+    features = keras.Model(pixels, base(scaled), name="features")
+
+    channels = features.output.shape[-1]
+    pooled = keras.Input((channels,), name="pooled")
+    dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
+    probabilities = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")
+    pooled_head = keras.Model(pooled, probabilities(dropped), name="pooled_head")
+
+    feature_map = keras.Input(features.output.shape[1:], name="feature_map")
+    average = keras.layers.GlobalAveragePooling2D(name="average_pool")(feature_map)
+    head = keras.Model(feature_map, pooled_head(average), name="head")
+
+    inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="pixels")
+    model = keras.Model(inputs, head(features(inputs)), name=name)
+    return Classifier(model, features, head, pooled_head, base, backbone)
+
+
+def compile_classifier(model: keras.Model, learning_rate: float) -> None:
+    """Adam on sparse categorical cross-entropy (labels are class indices), with accuracy."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+
+
+def freeze(classifier: Classifier, learning_rate: float) -> None:
+    """Phase 1: the whole backbone frozen, only the head trains; recompiles."""
+    classifier.base.trainable = False
+    compile_classifier(classifier.model, learning_rate)
+
+
+def unfreeze(classifier: Classifier, layers_to_unfreeze: int, learning_rate: float) -> None:
+    """Phase 2: unfreeze the top ``layers_to_unfreeze`` backbone layers and recompile.
+
+    Like keras-io's ``unfreeze_model``: the last ``layers_to_unfreeze`` layers of the base
+    become trainable, except every ``BatchNormalization`` layer, which stays frozen so that
+    it keeps using its ImageNet statistics (a trainable BN layer would switch to batch
+    statistics during ``fit``, which wrecks small-batch fine-tuning). Use a low learning
+    rate (about 1e-5) so that the pretrained features are adjusted, not overwritten.
+    """
+    layers = classifier.base.layers
+    if not 0 <= layers_to_unfreeze <= len(layers):
+        raise ValueError(
+            f"cannot unfreeze {layers_to_unfreeze} layers: {classifier.backbone.name} has "
+            f"{len(layers)}"
+        )
+    classifier.base.trainable = True
+    first = len(layers) - layers_to_unfreeze
+    for index, layer in enumerate(layers):
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= first and not is_batch_norm
+    compile_classifier(classifier.model, learning_rate)

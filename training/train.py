@@ -1,0 +1,275 @@
+"""One training run: image folder → two-phase transfer learning → reports → ONNX → store.
+
+Phase 1 trains the head on the frozen backbone; phase 2 unfreezes the top of the backbone
+(BatchNormalization stays frozen) and continues at a low learning rate. The best
+checkpoint by ``monitor`` over both phases is evaluated on the test split and exported.
+Everything lands in ``<out>/<name>/<version>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from service.card import ModelCard, Preprocessing
+from training.augment import augmentation
+from training.backbones import Backbone, get_backbone, normalize_weights
+from training.config import TrainConfig, default_name
+from training.data import (
+    ImageFolder,
+    class_weights,
+    evaluation_pipeline,
+    load_folder,
+    training_pipeline,
+)
+from training.evaluate import classification_metrics, overfitting_warning
+from training.export import DenseParts, export
+from training.model import Classifier, build_classifier, freeze, unfreeze
+from training.plots import confusion_matrix_png, curves_png
+from training.strategy import distribution_strategy
+
+logger = logging.getLogger("argos.training")
+
+CONFIG_FILENAME = "config.yaml"
+HISTORY_FILENAME = "history.csv"
+METRICS_FILENAME = "metrics.json"
+CONFUSION_JSON = "confusion_matrix.json"
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "curves.png"
+CHECKPOINT = Path("checkpoint") / "best.weights.h5"
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run produced: the exported card, its folder, the Keras classifier, the tag."""
+
+    card: ModelCard
+    out_dir: Path
+    classifier: Classifier
+    tag: str | None
+
+
+def resolve(config: TrainConfig) -> tuple[TrainConfig, Backbone]:
+    """Fill in what the config leaves to defaults: name, input size, weights spelling."""
+    if config.data is None:
+        raise ValueError("no data folder: set `data` in the config or pass --data")
+    backbone = get_backbone(config.backbone)
+    resolved = config.model_copy(
+        update={
+            "name": config.name or default_name(config.data),
+            "input_size": config.input_size or backbone.input_size,
+            "weights": normalize_weights(config.weights),
+        }
+    )
+    return resolved, backbone
+
+
+def preprocessing_for(config: TrainConfig) -> Preprocessing:
+    """Squash to the square input: what training used and what the card declares."""
+    return Preprocessing(input_size=(config.input_size, config.input_size), resize="squash")
+
+
+def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
+    """Run training end to end; ``register`` adds the artifact to the BentoML store."""
+    started = time.monotonic()
+    config, backbone = resolve(config)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    spec = preprocessing_for(config)
+    folder = load_folder(Path(config.data), spec, config.val_split, config.test_split, config.seed)
+
+    version = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out_root) / config.name / version
+    out_dir.mkdir(parents=True)
+    config.save(out_dir / CONFIG_FILENAME)
+    logger.info("run folder %s", out_dir)
+
+    strategy = distribution_strategy(config.strategy)
+    with strategy.scope():
+        classifier = build_classifier(
+            backbone, len(folder.classes), config.input_size, config.weights, config.dropout
+        )
+        freeze(classifier, config.learning_rate)
+    weights = (
+        class_weights(folder.train.labels, len(folder.classes)) if config.class_weights else None
+    )
+    history, frozen_epochs, timings = _fit_two_phases(
+        classifier, folder, config, weights, strategy, out_dir
+    )
+    metrics = _evaluate_and_report(classifier, folder, config, history, frozen_epochs, out_dir)
+    timings["total_s"] = round(time.monotonic() - started, 1)
+
+    card = ModelCard(
+        name=config.name,
+        version=version,
+        labels=folder.classes,
+        preprocessing=spec,
+        backbone=backbone.name,
+        training={
+            "config": config.model_dump(),
+            "data": folder.summary(),
+            "class_weights": (
+                dict(zip(folder.classes, weights.values(), strict=True)) if weights else None
+            ),
+            "epochs": {
+                "frozen": frozen_epochs,
+                "finetune": len(history["loss"]) - frozen_epochs,
+                "best": _best_epoch(history, config.monitor),
+            },
+            "fine_tuned": len(history["loss"]) > frozen_epochs,
+            "strategy": type(strategy).__name__,
+            "replicas": strategy.num_replicas_in_sync,
+            "time_s": timings,
+        },
+        metrics=metrics,
+    )
+    picked = _spread(len(folder.test), config.parity_images)
+    source = f"{len(picked)} of the {len(folder.test)} test-split images of {config.data}"
+    dense = DenseParts(classifier.features, classifier.pooled_head, classifier.stride)
+    card = export(classifier.model, card, folder.test.images[picked], source, out_dir, dense=dense)
+    tag = None
+    if register:
+        from service import store
+
+        tag = store.register(out_dir)
+    return Run(card, out_dir, classifier, tag)
+
+
+def _fit_two_phases(
+    classifier: Classifier,
+    folder: ImageFolder,
+    config: TrainConfig,
+    weights: dict[int, float] | None,
+    strategy: tf.distribute.Strategy,
+    out_dir: Path,
+) -> tuple[dict[str, list[float]], int, dict[str, float]]:
+    """Phase 1 (frozen backbone), then phase 2 (top layers unfrozen); best weights kept."""
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
+    train_data = training_pipeline(folder.train, batch_size, config.seed, augmentation(config))
+    val_data = evaluation_pipeline(folder.val, batch_size)
+    checkpoint = out_dir / CHECKPOINT
+    checkpoint.parent.mkdir()
+    across_phases = [
+        keras.callbacks.ModelCheckpoint(
+            checkpoint, monitor=config.monitor, save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME, append=True),
+    ]
+
+    def fit(initial_epoch: int, epochs: int) -> dict[str, list[float]]:
+        result = classifier.model.fit(
+            train_data,
+            validation_data=val_data,
+            initial_epoch=initial_epoch,
+            epochs=initial_epoch + epochs,
+            class_weight=weights,
+            shuffle=False,  # the pipeline reshuffles the training split every epoch itself
+            # Phase callbacks first: ReduceLROnPlateau adds the learning rate to the logs that
+            # CSVLogger writes.
+            callbacks=[*_phase_callbacks(config), *across_phases],
+            verbose=config.verbose,
+        )
+        return result.history
+
+    start = time.monotonic()
+    logger.info("phase 1: head on the frozen %s, %d epochs", config.backbone, config.epochs_frozen)
+    history = fit(0, config.epochs_frozen)
+    frozen_epochs = len(history["loss"])
+    timings = {"frozen_s": round(time.monotonic() - start, 1)}
+    if config.epochs_finetune:
+        start = time.monotonic()
+        logger.info(
+            "phase 2: top %d layers of %s unfrozen, lr %g, %d epochs",
+            config.finetune_layers,
+            config.backbone,
+            config.finetune_learning_rate,
+            config.epochs_finetune,
+        )
+        with strategy.scope():
+            unfreeze(classifier, config.finetune_layers, config.finetune_learning_rate)
+        for key, values in fit(frozen_epochs, config.epochs_finetune).items():
+            history.setdefault(key, []).extend(values)
+        timings["finetune_s"] = round(time.monotonic() - start, 1)
+    if checkpoint.exists():
+        with warnings.catch_warnings():
+            # The checkpoint may hold phase 1's optimizer state, which phase 2's does not need.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            classifier.model.load_weights(checkpoint)
+    else:
+        logger.warning(
+            "no checkpoint was saved (%s never improved); keeping the last weights", config.monitor
+        )
+    return history, frozen_epochs, timings
+
+
+def _phase_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
+    """Callbacks whose state starts afresh in each phase."""
+    return [
+        keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=config.monitor,
+            factor=config.lr_factor,
+            patience=config.lr_patience,
+            min_lr=config.min_learning_rate,
+        ),
+    ]
+
+
+def _spread(total: int, count: int) -> np.ndarray:
+    """Up to ``count`` indices spread evenly over ``range(total)`` (the split is class-sorted)."""
+    return np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+
+
+def _best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
+    values = history.get(monitor)
+    if not values:
+        return None
+    pick = np.argmax if monitor.endswith("accuracy") else np.argmin
+    return int(pick(values)) + 1
+
+
+def _evaluate_and_report(
+    classifier: Classifier,
+    folder: ImageFolder,
+    config: TrainConfig,
+    history: dict[str, list[float]],
+    frozen_epochs: int,
+    out_dir: Path,
+) -> dict[str, object]:
+    """Test-split metrics, the over-fitting check, and their JSON and PNG reports."""
+    probabilities = classifier.model.predict(
+        evaluation_pipeline(folder.test, config.batch_size), verbose=0
+    )
+    metrics = {
+        "split": "test",
+        **classification_metrics(probabilities, folder.test.labels, folder.classes),
+    }
+    warning = overfitting_warning(history, config.overfit_window)
+    if warning:
+        logger.warning(warning)
+    metrics["overfitting_warning"] = warning
+    (out_dir / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n")
+    confusion = metrics["confusion_matrix"]
+    (out_dir / CONFUSION_JSON).write_text(json.dumps(confusion, indent=2) + "\n")
+    confusion_matrix_png(np.asarray(confusion["matrix"]), folder.classes, out_dir / CONFUSION_PNG)
+    curves_png(history, frozen_epochs, out_dir / CURVES_PNG)
+    logger.info(
+        "test accuracy %.4f on %d images; %s",
+        metrics["accuracy"],
+        metrics["images"],
+        ", ".join(
+            f"{name}: P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f}"
+            for name, m in metrics["per_class"].items()
+        ),
+    )
+    return metrics
