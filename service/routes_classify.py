@@ -18,17 +18,22 @@ from service.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, 
 from service.uploads import read_image_upload
 
 router = APIRouter()
+DEFAULT_TOP_K = 5
 
 
 @router.post("/classify", response_model=ClassifyResponse, response_model_exclude_none=True)
 async def classify(
     request: Request,
     backend: CurrentBackend,
-    top_k_: Annotated[int, Query(alias="top_k", ge=1, description="labels to return")] = 5,
+    top_k_: Annotated[
+        int | None,
+        Query(alias="top_k", ge=1, description="labels to return; default 5, or all if fewer"),
+    ] = None,
     groups: Annotated[bool, Query(description="also score the card's label groups")] = False,
 ) -> ClassifyResponse:
     """Classify one image sent as a multipart ``image`` field or as the raw body."""
     card, settings = backend.card, backend.settings
+    top_k_ = min(DEFAULT_TOP_K, len(card.labels)) if top_k_ is None else top_k_
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
