@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +13,12 @@ import httpx
 import pytest
 
 from service import store
+from service.local import local_server
 from service.settings import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TAG = f"{DEFAULT_MODEL}:latest"
 DOGGY_DOOR_TAG = os.environ.get("ARGOS_DOGGY_DOOR_MODEL", "doggy-door:latest")
-SERVER_START_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="session")
@@ -63,62 +60,14 @@ def default_model(shared_dir: Path) -> str:
     return DEFAULT_TAG
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def argos_server(model_tag: str, **settings: str) -> Iterator[str]:
-    """Run ``bentoml serve`` for ``model_tag`` on a free loopback port until the block ends."""
-    port = free_port()
-    env = (
-        os.environ
-        | {"ARGOS_MODEL": model_tag}
-        | {f"ARGOS_{key.upper()}": value for key, value in settings.items()}
-    )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "service.service:Argos",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Argos server exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the Argos server at {url} was not ready in {SERVER_START_TIMEOUT_S} s")
+    """A real server for ``model_tag`` on a free loopback port until the block ends."""
+    env = {"ARGOS_MODEL": model_tag} | {
+        f"ARGOS_{key.upper()}": value for key, value in settings.items()
+    }
+    with local_server(env) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
