@@ -37,7 +37,18 @@ def _log_through_bentoml() -> None:
             argos_logger.addHandler(handler)
 
 
-@bentoml.service(name="argos-inference", workers=1, traffic={"timeout": 120})
+# BentoML 1.4.3x replaces its client session to a dependency every 100 requests and closes
+# the old one with requests still in flight, which fail with 500s under concurrency; keep
+# one session for the life of the worker instead.
+_ONE_SESSION = {"max_requests": 1_000_000_000, "max_age": 1e9}
+
+
+@bentoml.service(
+    name="argos-inference",
+    workers=1,
+    traffic={"timeout": 120},
+    runner_connection=_ONE_SESSION,
+)
 class Inference:
     """One onnxruntime session per process, fed by adaptive batches."""
 
@@ -50,7 +61,7 @@ class Inference:
         self.model = OnnxModel.load(
             directory / ONNX_FILENAME,
             providers=settings.providers,
-            threads=settings.inference_threads,
+            threads=settings.onnxruntime_threads,
         )
         self.backbone = self.head = None
         if self.card.dense is not None:
@@ -58,7 +69,7 @@ class Inference:
                 OnnxModel.load(
                     directory / name,
                     providers=settings.providers,
-                    threads=settings.inference_threads,
+                    threads=settings.onnxruntime_threads,
                 )
                 for name in (self.card.dense.backbone_file, self.card.dense.head_file)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from pydantic import Field
@@ -29,13 +30,23 @@ class Settings(BaseSettings):
         5000, ge=1, le=60_000, description="queue wait after which a request is shed (503)"
     )
     inference_threads: int = Field(
-        0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets onnxruntime decide"
+        0,
+        ge=0,
+        le=256,
+        description="onnxruntime intra-op threads; 0: half the cores, leaving the rest to "
+        "decoding and preprocessing in the API workers",
     )
     providers: list[str] | None = Field(
         None, description="onnxruntime providers in order; default: CUDA when a GPU is present"
     )
     detect_chunk_size: int = Field(32, ge=1, le=1024, description="windows per inference call")
     detect_max_windows: int = Field(2048, ge=1, description="largest window count per request")
+
+
+    @property
+    def onnxruntime_threads(self) -> int:
+        """The intra-op thread count to give onnxruntime."""
+        return self.inference_threads or max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 @lru_cache(maxsize=1)
