@@ -1,0 +1,25 @@
+"""Settings shared by the locustfile and the runner, read from the environment.
+
+Kept apart from the locustfile because importing Locust monkey-patches the process
+with gevent, which the runner and the tests must not do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES_ENV = "ARGOS_LOADTEST_IMAGES"
+DETECT_ENV = "ARGOS_LOADTEST_DETECT"
+
+
+def images_dir() -> Path:
+    """``$ARGOS_LOADTEST_IMAGES``, else ``$ARGOS_SHARED_DIR/images``, else ``../shared/images``."""
+    if folder := os.environ.get(IMAGES_ENV):
+        return Path(folder)
+    return Path(os.environ.get("ARGOS_SHARED_DIR", REPO.parent / "shared")) / "images"
+
+
+def detect_enabled() -> bool:
+    return os.environ.get(DETECT_ENV, "").lower() in {"1", "true", "yes"}
