@@ -1,0 +1,1 @@
+"""Benchmarks of Argos on this machine: ``python -m benchmarks --out reports/bench``."""
