@@ -23,14 +23,15 @@ from pathlib import Path
 import bentoml
 
 from benchmarks import load, micro, report
-from benchmarks.server import REPO, serve
+from benchmarks.server import serve
 from service.card import ONNX_FILENAME, verify_artifact
+from service.local import shared_dir
 from service.preprocessing import prepare_bytes
 from service.settings import Settings
 
 
 def shared_images() -> Path:
-    return Path(os.environ.get("ARGOS_SHARED_DIR", REPO.parent / "shared")) / "images"
+    return shared_dir() / "images"
 
 
 def int_list(text: str) -> list[int]:

@@ -21,11 +21,12 @@ from benchmarks.server import serve
 from service import store
 from service.card import ONNX_FILENAME
 from service.detection import DetectParams, plan, window_inputs
+from service.local import shared_dir
 from service.preprocessing import load_rgb
 from service.runtime import OnnxModel
 from service.settings import get_settings
 
-DEFAULT_IMAGE = Path(os.environ.get("ARGOS_SHARED_DIR", "../shared")) / "images" / "pets.jpg"
+DEFAULT_IMAGE = shared_dir() / "images" / "pets.jpg"
 
 
 def raw_onnxruntime(tag: str, image: Path, repeats: int) -> tuple[int, float]:

@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psutil
 
 from service.local import local_server
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 CPU_PREFIX = "cpu:"
 BATCH_METRIC = "bentoml_service_adaptive_batch_size"

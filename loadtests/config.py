@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from service.local import shared_dir
+
 IMAGES_ENV = "ARGOS_LOADTEST_IMAGES"
 DETECT_ENV = "ARGOS_LOADTEST_DETECT"
 
@@ -18,7 +19,7 @@ def images_dir() -> Path:
     """``$ARGOS_LOADTEST_IMAGES``, else ``$ARGOS_SHARED_DIR/images``, else ``../shared/images``."""
     if folder := os.environ.get(IMAGES_ENV):
         return Path(folder)
-    return Path(os.environ.get("ARGOS_SHARED_DIR", REPO.parent / "shared")) / "images"
+    return shared_dir() / "images"
 
 
 def detect_enabled() -> bool:

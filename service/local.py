@@ -33,6 +33,11 @@ class LocalServer:
     pid: int
 
 
+def shared_dir() -> Path:
+    """The folder of shared photos and weights: ``$ARGOS_SHARED_DIR``, else ``../shared``."""
+    return Path(os.environ.get("ARGOS_SHARED_DIR", REPO.parent / "shared"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ import pytest
 
 from service import store
 from service.local import local_server
+from service.local import shared_dir as local_shared_dir
 from service.settings import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ DOGGY_DOOR_TAG = os.environ.get("ARGOS_DOGGY_DOOR_MODEL", "doggy-door:latest")
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The shared data folder (``ARGOS_SHARED_DIR``, default ``../shared``); required in CI."""
-    path = Path(os.environ.get("ARGOS_SHARED_DIR", REPO.parent / "shared"))
+    path = local_shared_dir()
     if not (path / "images").is_dir():
         message = f"shared data folder {path} is not available"
         if os.environ.get("CI"):
