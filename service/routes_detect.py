@@ -93,10 +93,10 @@ async def _score_windows(
     """Every window's score for each wanted class, and the seconds spent in inference."""
     spec, settings = backend.card.preprocessing, backend.settings
     scales = plan(rgb.width, rgb.height, params, spec, settings.detect_max_windows)
+    boxes = np.concatenate([scale.boxes for scale in scales])
     inference_s = 0.0
     parts = []
     if params.mode == "exact":
-        boxes = np.concatenate([scale.boxes for scale in scales])
         pixels = await backend.in_worker_thread(window_inputs, rgb, boxes, spec)
         started = time.perf_counter()
         parts.append(await backend.classify_windows(pixels))
@@ -108,6 +108,5 @@ async def _score_windows(
             started = time.perf_counter()
             parts.append(await backend.dense_windows(image, regions))
             inference_s += time.perf_counter() - started
-    boxes = np.concatenate([scale.boxes for scale in scales])
     scores = class_scores(np.concatenate(parts), wanted)
     return WindowScores(boxes=boxes, scores=scores, classes=list(wanted)), inference_s
