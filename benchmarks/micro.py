@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from service.card import Preprocessing
+from service.inference.sessions import OnnxModel
 from service.preprocessing import open_image, prepare, prepare_bytes
-from service.runtime import OnnxModel
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 import psutil
 
-from service.local import local_server
+from tools.local_server import local_server
 
 CPU_PREFIX = "cpu:"
 BATCH_METRIC = "bentoml_service_adaptive_batch_size"

@@ -9,15 +9,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-    (b"II*\x00", "image/tiff"),
-    (b"MM\x00*", "image/tiff"),
-)
+from service.formats import sniff_media_type
 
 _T = TypeVar("_T", bound=BaseModel)
 
@@ -99,16 +91,6 @@ class ModelCard(_Reply):
     label_groups: dict[str, list[int]] = {}
 
 
-def sniff_content_type(data: bytes) -> str:
-    """Media type of an encoded image from its magic bytes."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    return "application/octet-stream"
-
-
 class ArgosClient:
     """Blocking client for one Argos server; use as a context manager or call `close()`."""
 
@@ -157,7 +139,7 @@ class ArgosClient:
             name, data = image.name, image.read_bytes()
         else:
             name, data = "image", image
-        files = {"image": (name, data, sniff_content_type(data))}
+        files = {"image": (name, data, sniff_media_type(data))}
         return self._send("POST", path, params=params, files=files)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

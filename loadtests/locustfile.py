@@ -21,17 +21,8 @@ from locust import FastHttpUser, between, events, task
 from locust.contrib.fasthttp import ResponseContextManager
 
 from loadtests.config import detect_enabled, images_dir
+from service.formats import MEDIA_TYPES
 
-MEDIA_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".bmp": "image/bmp",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-}
 # Task weights: about 5 % bad input; detection, when enabled, about 3 %.
 WEIGHT_MULTIPART, WEIGHT_RAW, WEIGHT_BAD, WEIGHT_DETECT = 60, 35, 5, 3
 

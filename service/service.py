@@ -16,10 +16,10 @@ import anyio
 import bentoml
 import numpy as np
 
-from service.api import app
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
-from service.detection import feature_cells, pool_cells
-from service.runtime import OnnxModel
+from service.detection.dense import feature_cells, pool_cells
+from service.http.app import app
+from service.inference.sessions import OnnxModel
 from service.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -105,7 +105,7 @@ class Inference:
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(name="argos", workers=settings.api_workers, traffic={"timeout": 120})
 class Argos:
-    """The public service; see :mod:`service.api` for its routes."""
+    """The public service; see :mod:`service.http.app` for its routes."""
 
     inference = bentoml.depends(Inference)
     artifact = bentoml.models.BentoModel(settings.model)

@@ -42,7 +42,6 @@ class Settings(BaseSettings):
     detect_chunk_size: int = Field(32, ge=1, le=1024, description="windows per inference call")
     detect_max_windows: int = Field(2048, ge=1, description="largest window count per request")
 
-
     @property
     def onnxruntime_threads(self) -> int:
         """The intra-op thread count to give onnxruntime."""

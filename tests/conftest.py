@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import store
-from service.local import local_server
-from service.local import shared_dir as local_shared_dir
 from service.settings import DEFAULT_MODEL
+from tools.local_server import local_server
+from tools.local_server import shared_dir as local_shared_dir
+from training import store
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TAG = f"{DEFAULT_MODEL}:latest"

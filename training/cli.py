@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_model(args: argparse.Namespace) -> int:
-    from service import store
     from service.settings import DEFAULT_MODEL
+    from training import store
 
     if args.if_missing and store.exists(f"{DEFAULT_MODEL}:latest"):
         logging.info("%s is already in the BentoML store", DEFAULT_MODEL)

@@ -29,8 +29,8 @@ from service.card import (
     Preprocessing,
     sha256_of,
 )
+from service.inference.sessions import OnnxModel
 from service.preprocessing import prepare, stack
-from service.runtime import OnnxModel
 
 logger = logging.getLogger("argos.export")
 

@@ -139,7 +139,7 @@ def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
     card = export(classifier.model, card, folder.test.images[picked], source, out_dir, dense=dense)
     tag = None
     if register:
-        from service import store
+        from training import store
 
         tag = store.register(out_dir)
     return Run(card, out_dir, classifier, tag)

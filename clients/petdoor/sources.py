@@ -11,7 +11,7 @@ from typing import Protocol
 
 import httpx
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+from service.formats import is_image_path
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class FolderSource:
         except OSError:
             return found
         for entry in entries:
-            if entry.name.startswith(".") or Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+            if entry.name.startswith(".") or not is_image_path(entry.name):
                 continue
             try:
                 if entry.is_file():

@@ -7,17 +7,10 @@ import pytest
 from pydantic import ValidationError
 
 from service.card import Preprocessing
-from service.detection import (
-    DetectParams,
-    WindowScores,
-    class_scores,
-    feature_cells,
-    input_regions,
-    plan,
-    pool_cells,
-    select,
-    targets,
-)
+from service.detection.dense import feature_cells, pool_cells
+from service.detection.merge import WindowScores, class_scores, select
+from service.detection.params import DetectParams
+from service.detection.plan import input_regions, plan, targets
 from service.errors import InvalidParameter
 from tests.service.test_card import make_card
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.nms import batched_nms, ios, iou, non_max_suppression, overlap
+from service.detection.nms import batched_nms, ios, iou, non_max_suppression, overlap
 
 
 def test_iou_by_hand():

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.inference.sessions import OnnxModel, choose_providers, gpu_count
 from service.postprocess import group_scores, top_k
-from service.runtime import OnnxModel, choose_providers, gpu_count
 from tests.service.test_card import make_card
 from tests.service.tiny_model import write_tiny_classifier
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.windows import (
+from service.detection.windows import (
     sliding_window_count,
     sliding_windows,
     window_boxes,

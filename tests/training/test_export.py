@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.card import ONNX_FILENAME, ModelCard, Preprocessing, verify_artifact
-from service.runtime import OnnxModel
+from service.inference.sessions import OnnxModel
 from training.export import BACKBONE_FILENAME, HEAD_FILENAME, DenseParts, ParityError, export
 
 SPEC = Preprocessing(input_size=(32, 32), resize="squash")

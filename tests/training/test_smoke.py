@@ -16,9 +16,9 @@ import onnx
 import pytest
 from PIL import Image, ImageDraw
 
-from service import store
 from service.card import verify_artifact
 from tests.conftest import argos_server
+from training import store
 from training.cli import main
 from training.config import load_config
 from training.export import BACKBONE_FILENAME, HEAD_FILENAME

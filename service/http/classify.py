@@ -9,13 +9,13 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 
 from service import metrics
-from service.backend import CurrentBackend
 from service.card import ModelCard
 from service.errors import InvalidParameter
+from service.http.backend import CurrentBackend
+from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
+from service.http.uploads import read_image_upload
 from service.postprocess import group_scores, top_k
 from service.preprocessing import prepare_bytes
-from service.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
-from service.uploads import read_image_upload
 
 router = APIRouter()
 DEFAULT_TOP_K = 5

@@ -10,9 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service import metrics, routes_classify, routes_detect
+from service import metrics
 from service.errors import ArgosError, InvalidParameter
-from service.schemas import ErrorResponse
+from service.http import classify as routes_classify
+from service.http import detect as routes_detect
+from service.http.schemas import ErrorResponse
 
 app = FastAPI(
     title="Argos",

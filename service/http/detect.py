@@ -11,24 +11,16 @@ from fastapi.responses import Response
 from PIL import Image
 
 from service import metrics
-from service.backend import Backend, CurrentBackend
-from service.detection import (
-    Detection,
-    DetectParams,
-    WindowScores,
-    class_scores,
-    input_regions,
-    plan,
-    select,
-    targets,
-    window_inputs,
-)
+from service.detection.merge import Detection, WindowScores, class_scores, select
+from service.detection.params import DetectParams
+from service.detection.plan import input_regions, plan, targets, window_inputs
+from service.detection.render import draw
 from service.errors import InvalidParameter
+from service.http.backend import Backend, CurrentBackend
+from service.http.schemas import Detection as DetectionBody
+from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
+from service.http.uploads import read_image_upload
 from service.preprocessing import load_rgb, open_image, scale_image
-from service.render import draw
-from service.schemas import Detection as DetectionBody
-from service.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
-from service.uploads import read_image_upload
 
 router = APIRouter()
 Params = Annotated[DetectParams, Query()]

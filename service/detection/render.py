@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from service.detection import Detection, WindowScores
+from service.detection.merge import Detection, WindowScores
 
 _HEATMAP_SIDE = 256
 _BOX_COLOUR = (255, 40, 40)

@@ -1,0 +1,83 @@
+"""Sliding-window detection: windows → per-window class scores → merged boxes.
+
+Two ways to score windows, one result format:
+
+- ``exact``: every window is cropped and preprocessed like a ``/classify`` upload and goes
+  through the full classifier (in fixed-size chunks);
+- ``dense``: per window size, the whole image is scaled so that a window becomes one model
+  input, the backbone runs once, and each window's feature-map cells are average-pooled
+  and fed to the classifier head (the Fast R-CNN idea).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from service.card import ModelCard, Preprocessing
+from service.detection.params import DetectParams
+from service.detection.windows import window_boxes, window_specs
+from service.errors import InvalidParameter
+from service.preprocessing import center_crop_box, resize_to_input
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """One window size: its windows, and for dense mode the scaled image and cells."""
+
+    boxes: np.ndarray
+    factor: float  # scaled-image pixels per original pixel
+
+
+def targets(card: ModelCard, classes: list[str] | None) -> dict[str, list[int]]:
+    """The label indices behind each requested class name."""
+    names = classes or list(card.label_groups) or list(card.labels)
+    try:
+        return card.label_indices(names)
+    except KeyError as error:
+        raise InvalidParameter(
+            f"unknown classes {error.args[0]}; use labels of the model or its groups "
+            f"{sorted(card.label_groups)}"
+        ) from None
+
+
+def plan(
+    width: int, height: int, params: DetectParams, spec: Preprocessing, max_windows: int
+) -> list[Scale]:
+    """Windows for each requested size, refusing requests over ``max_windows``."""
+    try:
+        specs = window_specs(height, width, params.window_sizes, params.overlap)
+    except ValueError as error:
+        raise InvalidParameter(str(error)) from None
+    scales = [
+        Scale(window_boxes(height, width, window, stride), _factor(window, spec))
+        for window, stride in specs
+    ]
+    count = sum(len(scale.boxes) for scale in scales)
+    if count > max_windows:
+        raise InvalidParameter(
+            f"these parameters need {count} windows on a {width}x{height} image; the limit is "
+            f"{max_windows}. Use larger window_sizes or a smaller overlap"
+        )
+    return scales
+
+
+def _factor(window: int, spec: Preprocessing) -> float:
+    """Scale at which a ``window``-pixel square becomes one model input."""
+    short = min(spec.height, spec.width)
+    kept = spec.crop_pct if spec.resize == "center_crop" else 1.0
+    return short / (window * kept)
+
+
+def window_inputs(rgb: Image.Image, boxes: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Exact mode: each window preprocessed exactly like an uploaded image."""
+    return np.stack([resize_to_input(rgb, spec, tuple(map(float, box))) for box in boxes])
+
+
+def input_regions(boxes: np.ndarray, factor: float, spec: Preprocessing) -> np.ndarray:
+    """Dense mode: the part of each window the model input covers, in scaled-image pixels."""
+    if spec.resize == "center_crop":
+        boxes = np.array([center_crop_box(tuple(map(float, box)), spec) for box in boxes])
+    return np.asarray(boxes, dtype=np.float64) * factor
