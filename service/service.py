@@ -11,6 +11,7 @@ when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -71,6 +72,10 @@ class Argos:
         self.backend = Backend(settings, model)
         app.state.backend = self.backend
         _before_sigterm(self.drain)
+        # Everything allocated so far lives as long as the worker: move it out of the
+        # collector's reach, or each full collection walks it (100-300 ms pauses measured).
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return not self.backend.admission.draining

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
     )
     workers: int = Field(0, ge=0, le=64, description="worker processes; 0: one per core or GPU")
+    instances: int = Field(
+        1, ge=1, le=64, description="runner threads per model and worker, sharing one queue"
+    )
     preprocess_threads: int = Field(
         2, ge=1, le=64, description="decode and preprocessing threads per worker"
     )
