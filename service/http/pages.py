@@ -1,8 +1,8 @@
 """The page for people at ``/``, and API docs that need nothing from outside the machine.
 
 BentoML mounts the Argos app ahead of its own index page, so the ``/`` route here answers
-instead of BentoML's. Swagger UI and ReDoc load their scripts and styles from the
-``fastapi-offline`` package rather than from a CDN.
+instead of BentoML's. Swagger UI loads its script and styles from the ``fastapi-offline``
+package rather than from a CDN. ReDoc is left out: it loads its logo from the internet.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ async def index() -> FileResponse:
 
 def create_app(**fastapi_options: Any) -> FastAPI:
     """A FastAPI app with the page at ``/``, its files under ``/static`` and offline
-    ``/docs`` (Swagger UI) and ``/redoc``."""
-    app = FastAPIOffline(static_url=DOCS_ASSETS, **fastapi_options)
+    ``/docs`` (Swagger UI)."""
+    app = FastAPIOffline(static_url=DOCS_ASSETS, redoc_url=None, **fastapi_options)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
