@@ -167,6 +167,7 @@ function choose(file) {
   if (photoUrl) URL.revokeObjectURL(photoUrl);
   photoUrl = URL.createObjectURL(file);
   $("photo").src = photoUrl;
+  document.body.classList.add("has-photo");
   clearDetection();
   classify();
 }
