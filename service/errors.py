@@ -16,6 +16,11 @@ class ArgosError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"error": self.code, "detail": self.detail}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the reply carries."""
+        return {}
+
 
 class EmptyBody(ArgosError):
     status_code = 400
@@ -50,3 +55,32 @@ class InvalidImage(ArgosError):
 class InvalidParameter(ArgosError):
     status_code = 422
     code = "invalid_parameter"
+
+
+class ServiceUnavailable(ArgosError):
+    """The request was fine but cannot be served now; the client should retry later."""
+
+    status_code = 503
+    code = "unavailable"
+    retry_after_s = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+
+
+class QueueTimeout(ServiceUnavailable):
+    code = "queue_timeout"
+
+
+class ShuttingDown(ServiceUnavailable):
+    code = "shutting_down"
+    retry_after_s = 2
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
