@@ -110,6 +110,16 @@ ERROR_EXAMPLES: dict[int, dict[str, dict[str, str]]] = {
             "detail": "top_k: Input should be greater than or equal to 1 (got '0')",
         },
     },
+    503: {
+        "overloaded": {
+            "error": "overloaded",
+            "detail": "the server holds 32 requests, its limit; retry shortly",
+        },
+        "shutting_down": {
+            "error": "shutting_down",
+            "detail": "the server is shutting down; retry on another replica",
+        },
+    },
 }
 """Error replies of the upload routes, by status and then by ``error`` code."""
 
@@ -119,6 +129,11 @@ _ERROR_DESCRIPTIONS = {
     413: "The upload, or the decoded image, is larger than the service accepts",
     415: "The Content-Type is neither multipart/form-data nor an image type",
     422: "The bytes are not an image Argos can read, or a parameter is out of range",
+    503: "The worker is at its limit of requests, its queue waited too long, or it is "
+    "shutting down; retry after the seconds in Retry-After",
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
 
 
@@ -129,6 +144,7 @@ def upload_responses(ok_example: dict[str, Any] | None = None) -> dict[int | str
         status: {
             "model": ErrorResponse,
             "description": _ERROR_DESCRIPTIONS[status],
+            **({"headers": _RETRY_AFTER} if status == 503 else {}),
             "content": {
                 "application/json": {
                     "examples": {

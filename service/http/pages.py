@@ -27,7 +27,7 @@ async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def create_app(**fastapi_options: Any) -> FastAPI:
+def app_with_page_and_docs(**fastapi_options: Any) -> FastAPI:
     """A FastAPI app with the page at ``/``, its files under ``/static`` and offline
     ``/docs`` (Swagger UI)."""
     app = FastAPIOffline(static_url=DOCS_ASSETS, redoc_url=None, **fastapi_options)

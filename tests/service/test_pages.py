@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from service.http.pages import STATIC, create_app
+from service.http.pages import STATIC, app_with_page_and_docs
 
 # URLs in the page's files other than the SVG namespace name, which is never fetched.
 OUTSIDE_URL = re.compile(r"(?:https?:)?//(?!www\.w3\.org/2000/svg)[\w.-]+")
@@ -15,7 +15,7 @@ OUTSIDE_URL = re.compile(r"(?:https?:)?//(?!www\.w3\.org/2000/svg)[\w.-]+")
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    return TestClient(create_app(title="Argos"))
+    return TestClient(app_with_page_and_docs(title="Argos"))
 
 
 def test_the_page_and_its_files_are_served(client: TestClient) -> None:
