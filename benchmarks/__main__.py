@@ -29,10 +29,10 @@ import bentoml
 
 from benchmarks import load, micro, report
 from benchmarks.server import serve
+from harness.local_server import shared_dir
 from service.card import ONNX_FILENAME, verify_artifact
 from service.preprocessing import prepare_bytes
 from service.settings import Settings
-from tools.local_server import shared_dir
 
 
 def shared_images() -> Path:

@@ -12,8 +12,8 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.local_server import local_server
 from service.inference.runner import THREAD_NAME_PREFIX
-from tools.local_server import local_server
 
 CPU_PREFIX = "cpu:"
 BATCH_METRIC = "argos_batch_size"

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         "0: never wait; -1: 0 on CPU, 2000 on GPU",
     )
     max_inflight: int = Field(
-        32,
+        16,
         ge=1,
         le=100_000,
         description="inference requests a worker holds at once (reading, preprocessing, "

@@ -113,7 +113,7 @@ ERROR_EXAMPLES: dict[int, dict[str, dict[str, str]]] = {
     503: {
         "overloaded": {
             "error": "overloaded",
-            "detail": "the server holds 32 requests, its limit; retry shortly",
+            "detail": "the server holds 16 requests, its limit; retry shortly",
         },
         "shutting_down": {
             "error": "shutting_down",

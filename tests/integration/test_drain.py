@@ -15,7 +15,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tools.local_server import local_server
+from harness.local_server import local_server
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Take the README's screenshot of the page: ``python -m tools.page_screenshot [PNG]``.
+"""Take the README's screenshot of the page: ``python -m harness.page_screenshot [PNG]``.
 
 Starts a local server with the default model, opens ``/`` in the system Chromium, sends
 ``pets.jpg`` from the shared photos, finds the objects and saves a 256-colour PNG
@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tools.local_server import REPO, local_server, shared_dir
+from harness.local_server import REPO, local_server, shared_dir
 
 PHOTO = "pets.jpg"
 VIEWPORT = {"width": 960, "height": 760}
