@@ -46,6 +46,7 @@ def report(argos_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
         f"--max-examples={MAX_EXAMPLES}",
         f"--checks={','.join(CHECKS)}",
         f"--warnings={','.join(WARNINGS)}",
+        "--workers=1",  # one request at a time: a 503 would mean a fault, not overload
         "--continue-on-failure",
         "--generation-database=none",
         "--request-timeout=60",
