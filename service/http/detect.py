@@ -19,6 +19,7 @@ from service.detection.render import draw
 from service.detection.scoring import dense_steps, exact_steps
 from service.errors import InvalidParameter
 from service.http.backend import Backend, CurrentBackend, admitted
+from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import Detection as DetectionBody
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
@@ -36,7 +37,12 @@ class _Result:
     inference_s: float
 
 
-@router.post("/detect", response_model=DetectResponse)
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    responses=upload_responses(DETECT_EXAMPLE),
+    openapi_extra=IMAGE_UPLOAD,
+)
 async def detect(request: Request, backend: CurrentBackend, params: Params) -> DetectResponse:
     """Find the requested classes in one image by classifying overlapping windows."""
     started = time.perf_counter()
@@ -61,7 +67,8 @@ async def detect(request: Request, backend: CurrentBackend, params: Params) -> D
 @router.post(
     "/detect/render",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={200: {"content": {"image/png": {}}}} | upload_responses(),
+    openapi_extra=IMAGE_UPLOAD,
 )
 async def detect_render(request: Request, backend: CurrentBackend, params: Params) -> Response:
     """The same detection, drawn: boxes on the image beside a heatmap of window scores."""
