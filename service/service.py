@@ -68,7 +68,8 @@ class Argos:
 
     def __init__(self) -> None:
         _log_through_bentoml()
-        model = ServedModel.load(Path(self.artifact.path), settings)
+        worker_index = bentoml.server_context.worker_index or 1  # 1-based
+        model = ServedModel.load(Path(self.artifact.path), settings, worker_index - 1)
         self.backend = Backend(settings, model)
         app.state.backend = self.backend
         _before_sigterm(self.drain)
