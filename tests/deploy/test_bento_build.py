@@ -101,10 +101,10 @@ def test_bento_yaml_names_the_service_and_the_model(built: Built, default_model:
 def test_src_holds_the_service_code_only(built: Built) -> None:
     src = built.path / "src"
     files = {path.relative_to(src).as_posix() for path in src.rglob("*") if path.is_file()}
-    assert "service/service.py" in files
-    assert {"service/api.py", "service/preprocessing.py", "service/runtime.py"} <= files
-    strays = {name for name in files if not re.fullmatch(r"service/\w+\.py", name)}
-    assert strays == {"bentofile.yaml"}, "only service/*.py (and BentoML's copy of the bentofile)"
+    assert {"service/service.py", "service/settings.py", "service/preprocessing.py"} <= files
+    service_code = r"service/(\w+/)*(\w+\.py|static/.+)"
+    strays = {name for name in files if not re.fullmatch(service_code, name)}
+    assert strays == {"bentofile.yaml"}, "only service/ code and static files, and the bentofile"
 
 
 def test_image_installs_locked_requirements_without_training_packages(built: Built) -> None:
