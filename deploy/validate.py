@@ -105,11 +105,7 @@ def containers(resources: list[Resource]) -> Iterator[tuple[Resource, Resource, 
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             env: dict[str, str] = {}
             for ref in (s["configMapRef"]["name"] for s in container.get("envFrom", [])):
-                if ref not in config_maps:
-                    raise ManifestError(
-                        f"{describe(deployment)} reads ConfigMap/{ref}, not defined"
-                    )
-                env.update(config_maps[ref].get("data", {}))
+                env.update(config_maps.get(ref, {}).get("data", {}))
             env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
             yield deployment, container, env
 
@@ -118,12 +114,13 @@ def check_references_resolve(resources: list[Resource]) -> Iterator[str]:
     """Deployments own their pods and read defined ConfigMaps; the Service, the budget and
     the autoscaler reach a Deployment."""
     deployments = [r for r in resources if r["kind"] == "Deployment"]
-    list(containers(resources))  # raises for a ConfigMap that is not defined
-    for deployment in deployments:
-        if not selects(
-            deployment["spec"]["selector"].get("matchLabels", {}), pod_labels(deployment)
-        ):
+    defined = {describe(r) for r in resources}
+    for deployment, container, _ in containers(resources):
+        if not selects(deployment["spec"]["selector"]["matchLabels"], pod_labels(deployment)):
             yield f"{describe(deployment)}: selector does not match its pod labels"
+        for ref in (s["configMapRef"]["name"] for s in container.get("envFrom", [])):
+            if f"ConfigMap/{ref}" not in defined:
+                yield f"{describe(deployment)} reads ConfigMap/{ref}, which is not defined"
     for resource in resources:
         spec = resource.get("spec", {})
         selector = spec.get("selector", {})
@@ -196,7 +193,8 @@ def check_compose(deploy_dir: Path) -> Iterator[str]:
     if int(argos.get("stop_grace_period", "10s").removesuffix("s")) < drain + SHUTDOWN_MARGIN_S:
         yield f"{compose_path}: argos stop_grace_period is shorter than the {drain} s drain"
     [mount] = [v for v in compose["services"]["prometheus"]["volumes"] if "prometheus.yml" in v]
-    [config] = load_yaml(deploy_dir / mount.split(":")[0])
+    config_path = deploy_dir / mount.split(":")[0]
+    [config] = load_yaml(config_path)
     ports = {str(p).split(":")[-1] for p in argos.get("ports", [])}
     scraped = {
         (target, job.get("metrics_path", METRICS_PATH))
@@ -205,7 +203,7 @@ def check_compose(deploy_dir: Path) -> Iterator[str]:
         for target in static["targets"]
     }
     if not {(f"argos:{port}", METRICS_PATH) for port in ports} & scraped:
-        yield f"{mount}: no job scrapes argos:{'|'.join(sorted(ports))}{METRICS_PATH}"
+        yield f"{config_path}: no job scrapes argos:{'|'.join(sorted(ports))}{METRICS_PATH}"
 
 
 def check_bento_pins_match_pyproject(root: Path) -> Iterator[str]:

@@ -160,8 +160,47 @@ EXTRA_CONFIG_MAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name"
             id="service-selector",
         ),
         pytest.param(
+            replace(
+                GPU_DEPLOYMENT, "instance: argos-gpu\n  template:", "instance: gpu\n  template:"
+            ),
+            "Deployment/argos-gpu: selector does not match its pod labels",
+            id="deployment-selector",
+        ),
+        pytest.param(
+            replace(
+                "deploy/kubernetes/common/pdb.yaml",
+                "matchLabels:\n      app.kubernetes.io/name: argos",
+                "matchLabels:\n      app.kubernetes.io/name: argus",
+            ),
+            "PodDisruptionBudget/argos selects no Deployment's pods",
+            id="budget-selector",
+        ),
+        pytest.param(
+            replace("deploy/kubernetes/common/service.yaml", "targetPort: http", "targetPort: web"),
+            "Service/argos: no pod names port 'web'",
+            id="service-target-port",
+        ),
+        pytest.param(
+            replace(
+                "deploy/kubernetes/hpa.yaml",
+                "name: argos\n  minReplicas",
+                "name: argus\n  minReplicas",
+            ),
+            "HorizontalPodAutoscaler/argos scales Deployment/argus, which is not defined",
+            id="autoscaler-target",
+        ),
+        pytest.param(
+            replace(
+                GPU_DEPLOYMENT,
+                "readinessProbe:\n            httpGet:\n              path: /readyz",
+                "readinessProbe:\n            httpGet:\n              path: /livez",
+            ),
+            "gpu: Deployment/argos-gpu: readinessProbe must GET /readyz",
+            id="readiness-route",
+        ),
+        pytest.param(
             replace(GPU_DEPLOYMENT, "name: argos-config", "name: argos-settings"),
-            "reads ConfigMap/argos-settings, not defined",
+            "reads ConfigMap/argos-settings, which is not defined",
             id="undefined-config-map",
         ),
         pytest.param(
