@@ -36,8 +36,9 @@ METRICS_PATH = "/metrics"
 DRAIN_TIMEOUT_ENV = "ARGOS_DRAIN_TIMEOUT_S"
 DRAIN_TIMEOUT_DEFAULT_S = 30
 SHUTDOWN_MARGIN_S = 5  # process exit after the drain
-# Process and thread counts that default to the machine's cores, which in a pod are the node's.
-CORE_SIZED_SETTINGS = ("ARGOS_API_WORKERS", "ARGOS_INFERENCE_THREADS")
+# Worker processes and onnxruntime threads per worker: both default to the cores the process
+# may run on, which in a pod are the node's.
+WORKERS_ENV, THREADS_ENV = "ARGOS_WORKERS", "ARGOS_INFERENCE_THREADS"
 # One onnxruntime release, as the CPU and the GPU build.
 ONNXRUNTIME = ("onnxruntime", "onnxruntime-gpu")
 
@@ -164,23 +165,26 @@ def check_shutdown_fits_grace_period(resources: list[Resource]) -> Iterator[str]
         if not (command and len(command) == 2 and command[0] == "sleep"):
             yield f"{describe(deployment)}: preStop must be exec [sleep, SECONDS]"
             continue
-        drain = int(env.get(DRAIN_TIMEOUT_ENV, DRAIN_TIMEOUT_DEFAULT_S))
+        drain = float(env.get(DRAIN_TIMEOUT_ENV, DRAIN_TIMEOUT_DEFAULT_S))
         if grace < int(command[1]) + drain + SHUTDOWN_MARGIN_S:
             yield (
                 f"{describe(deployment)}: terminationGracePeriodSeconds {grace} < preStop "
-                f"{command[1]} s + drain {drain} s + {SHUTDOWN_MARGIN_S} s"
+                f"{command[1]} s + drain {drain:g} s + {SHUTDOWN_MARGIN_S} s"
             )
 
 
 def check_pools_fit_cpu_limit(resources: list[Resource]) -> Iterator[str]:
-    """Worker and thread counts are set, at most the pod's CPU limit: left to their defaults
-    they count the node's cores, not the pod's quota."""
+    """Workers and their onnxruntime threads are set, and together fit the pod's CPU limit:
+    left to their defaults they count the node's cores, not the pod's quota."""
     for deployment, container, env in containers(resources):
         limit = str(container.get("resources", {}).get("limits", {}).get("cpu", "0"))
         cores = int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
-        for name in CORE_SIZED_SETTINGS:
-            if not 1 <= int(env.get(name, 0)) <= max(1, cores):
-                yield f"{describe(deployment)}: {name} must be set, 1 to the CPU limit ({limit})"
+        workers, threads = int(env.get(WORKERS_ENV, 0)), int(env.get(THREADS_ENV, 0))
+        if not (workers >= 1 and threads >= 1 and workers * threads <= max(1, cores)):
+            yield (
+                f"{describe(deployment)}: {WORKERS_ENV} ({workers}) x {THREADS_ENV} "
+                f"({threads}) must be set and at most the CPU limit ({limit})"
+            )
 
 
 def check_compose(deploy_dir: Path) -> Iterator[str]:
@@ -189,9 +193,9 @@ def check_compose(deploy_dir: Path) -> Iterator[str]:
     compose_path = deploy_dir / "docker-compose.yaml"
     [compose] = load_yaml(compose_path)
     argos = compose["services"]["argos"]
-    drain = int(argos.get("environment", {}).get(DRAIN_TIMEOUT_ENV, DRAIN_TIMEOUT_DEFAULT_S))
+    drain = float(argos.get("environment", {}).get(DRAIN_TIMEOUT_ENV, DRAIN_TIMEOUT_DEFAULT_S))
     if int(argos.get("stop_grace_period", "10s").removesuffix("s")) < drain + SHUTDOWN_MARGIN_S:
-        yield f"{compose_path}: argos stop_grace_period is shorter than the {drain} s drain"
+        yield f"{compose_path}: argos stop_grace_period is shorter than the {drain:g} s drain"
     [mount] = [v for v in compose["services"]["prometheus"]["volumes"] if "prometheus.yml" in v]
     config_path = deploy_dir / mount.split(":")[0]
     [config] = load_yaml(config_path)

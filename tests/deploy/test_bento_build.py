@@ -93,7 +93,7 @@ def test_bento_yaml_names_the_service_and_the_model(built: Built, default_model:
     assert info["service"] == "service.service:Argos"
     assert info["entry_service"] == "argos"
     services = {service["name"]: service for service in info["services"]}
-    assert set(services) == {"argos", "argos-inference"}
+    assert set(services) == {"argos"}
     for service in services.values():
         assert [model["tag"] for model in service["models"]] == [model_tag]
 

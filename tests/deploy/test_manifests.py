@@ -228,13 +228,14 @@ EXTRA_CONFIG_MAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name"
             id="no-prestop-sleep",
         ),
         pytest.param(
-            replace(CONFIG_MAP, 'ARGOS_API_WORKERS: "1"', 'ARGOS_API_WORKERS: "3"'),
-            "cpu: Deployment/argos: ARGOS_API_WORKERS must be set, 1 to the CPU limit (2)",
+            replace(CONFIG_MAP, 'ARGOS_WORKERS: "2"', 'ARGOS_WORKERS: "3"'),
+            "cpu: Deployment/argos: ARGOS_WORKERS (3) x ARGOS_INFERENCE_THREADS (1) must be set "
+            "and at most the CPU limit (2)",
             id="workers-over-cpu-limit",
         ),
         pytest.param(
             replace(CONFIG_MAP, 'ARGOS_INFERENCE_THREADS: "1"', 'ARGOS_INFERENCE_THREADS: "0"'),
-            "ARGOS_INFERENCE_THREADS must be set",
+            "ARGOS_INFERENCE_THREADS (0) must be set",
             id="threads-sized-from-node",
         ),
         pytest.param(
