@@ -10,6 +10,8 @@ Run ``python -m deploy.validate [DEPLOY_DIR]``; the exit status is 1 when any ch
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import shutil
 import subprocess
 import sys
@@ -78,15 +80,24 @@ def render(directory: Path) -> list[Resource]:
 
 def schema_errors(resources: list[Resource]) -> Iterator[str]:
     for resource in resources:
-        for version in KUBERNETES_VERSIONS:
-            try:
-                kubernetes_validate.validate(resource, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                where = ".".join(str(part) for part in exc.path) or "<root>"
-                message = f"is invalid for Kubernetes {version} at {where}: {exc.message}"
-                yield f"{describe(resource)} {message}"
-            except kubernetes_validate.SchemaNotFoundError as exc:
-                yield f"{describe(resource)}: {exc}"
+        yield from object_schema_errors(json.dumps(resource, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def object_schema_errors(resource_json: str) -> tuple[str, ...]:
+    """Schema errors of one object (as JSON, so that objects both variants render and
+    repeated runs are validated once)."""
+    resource, errors = json.loads(resource_json), []
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(part) for part in exc.path) or "<root>"
+            message = f"is invalid for Kubernetes {version} at {where}: {exc.message}"
+            errors.append(f"{describe(resource)} {message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{describe(resource)}: {exc}")
+    return tuple(errors)
 
 
 def pod_labels(deployment: Resource) -> dict[str, str]:
@@ -252,11 +263,13 @@ def collect_errors(deploy_dir: Path = DEPLOY_DIR) -> list[str]:
     """Every check's error messages, prefixed with the variant they concern."""
     errors: list[str] = []
     rendered: list[Resource] = []
+    all_rendered = True
     for variant, relative in VARIANTS.items():
         try:
             resources = render(deploy_dir / relative)
         except ManifestError as exc:
             errors.append(str(exc))
+            all_rendered = False
             continue
         rendered += resources
         for check in (
@@ -267,7 +280,7 @@ def collect_errors(deploy_dir: Path = DEPLOY_DIR) -> list[str]:
             check_pools_fit_cpu_limit,
         ):
             errors += [f"{variant}: {message}" for message in run(check, resources)]
-    if not errors:
+    if all_rendered:
         errors += run(check_all_applied, deploy_dir / "kubernetes", rendered)
     errors += run(check_compose, deploy_dir)
     errors += run(check_bento_pins_match_pyproject, deploy_dir.parent)
