@@ -40,6 +40,10 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _BACKGROUND = (255, 255, 255)
 _STRIP_PIXELS = 1 << 20  # pixels converted at a time, so no full-size temporary is made
 
+# Regions more than this many times the input size are box-reduced before resampling:
+# several times faster on large detection windows, within 1-2 levels of a full resample.
+_REDUCING_GAP = 3.0
+
 DEFAULT_MAX_DECODED_BYTES = 150_000_000
 """Decoded bytes one upload may cost: a 50-megapixel 8-bit RGB image."""
 FRAMES_READ = 1
@@ -215,7 +219,10 @@ def resize_to_input(rgb: Image.Image, spec: Preprocessing, region: Box | None = 
     if spec.resize == "center_crop":
         left, top, right, bottom = center_crop_box((left, top, right, bottom), spec)
     resized = rgb.resize(
-        (spec.width, spec.height), _RESAMPLE[spec.interpolation], box=(left, top, right, bottom)
+        (spec.width, spec.height),
+        _RESAMPLE[spec.interpolation],
+        box=(left, top, right, bottom),
+        reducing_gap=_REDUCING_GAP,
     )
     return np.asarray(resized, dtype=np.uint8)
 
