@@ -7,6 +7,7 @@ without growing the server, so the cheap refusals run first and the large decode
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.integration
 MAX_GROWTH_MB = 400
 MAX_SECONDS = 10
 UPLOAD_CAP = 20 * 1024 * 1024
+CHUNK = 64 * 1024
 
 
 class Server:
@@ -145,26 +147,58 @@ def test_chunked_multipart_of_64_mib_without_length(server: Server) -> None:
         f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
         'filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
     ).encode()
-    sent = 0
-
-    def body() -> Iterator[bytes]:
-        nonlocal sent
-        yield head
-        for _ in range(1024):
-            sent += 64 * 1024
-            yield b"\x00" * (64 * 1024)
-        yield f"\r\n--{boundary}--\r\n".encode()
-
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    pieces = [head, *[b"\x00" * CHUNK] * (64 * 1024 * 1024 // CHUNK)]
+    pieces.append(f"\r\n--{boundary}--\r\n".encode())
     with Watch(server) as watch:
-        try:
-            reply = post(server, "/classify", content=body(), headers=headers)
-        except httpx.TransportError:
-            reply = None  # the server answered and closed while the body was still going
-    if reply is not None:
-        assert reply.status_code == 413, reply.text
-        assert f"the limit is {UPLOAD_CAP:,} bytes" in reply.json()["detail"]
+        status, body, sent_before_reply = send_chunked(
+            server.url, "/classify", f"multipart/form-data; boundary={boundary}", pieces
+        )
+    assert status == 413, body
+    assert f"the limit is {UPLOAD_CAP:,} bytes" in body
+    assert sent_before_reply < 2 * UPLOAD_CAP
     check(server, watch)
+
+
+def send_chunked(
+    url: str, path: str, content_type: str, pieces: list[bytes]
+) -> tuple[int, str, int]:
+    """POST ``pieces`` with chunked transfer encoding while reading the reply; returns the
+    status, the body and how many bytes had been sent when the reply began."""
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+
+        def send() -> None:
+            nonlocal sent
+            try:
+                for piece in pieces:
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    sent += len(piece)
+                sock.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server answered and closed the connection
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        reply = sock.recv(65536)
+        sent_before_reply = sent
+        while chunk := _recv(sock):
+            reply += chunk
+        sender.join()
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.decode("utf-8", "replace"), sent_before_reply
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
 
 
 @pytest.mark.parametrize("path", ["/classify", "/detect"])
