@@ -10,13 +10,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from clients.http import ArgosClient
+from clients.http import ArgosClient, ArgosError
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.door import PetDoor
 from clients.petdoor.drivers import CommandDriver, DoorDriver, HttpRelayDriver, LogDriver
-from clients.petdoor.policy import PolicyError, load_policy
+from clients.petdoor.policy import PolicyError, check_names, load_policy
 from clients.petdoor.retry import Backoff
 from clients.petdoor.sources import FileSource, FolderSource, FrameSource, SnapshotSource
+
+log = logging.getLogger("clients.petdoor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--relay-open-value", default="on", help="relay state value for open")
     parser.add_argument("--relay-close-value", default="off", help="relay state value for closed")
     parser.add_argument("--audit-log", type=Path, metavar="PATH", help="JSON-lines decision log")
-    parser.add_argument("--timeout", type=float, default=5.0, help="request timeout in seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="deadline of each network call, in seconds (default 5)",
+    )
     parser.add_argument("--retries", type=int, default=2, help="retries of a failed service call")
     parser.add_argument(
         "--once", action="store_true", help="process the frames available now, close the door, exit"
@@ -107,6 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = make_source(args, parser)
     audit = AuditLog(args.audit_log) if args.audit_log else None
     with ArgosClient(args.url, timeout=args.timeout) as client:
+        try:
+            check_names(policy, client.model_card())
+        except PolicyError as exc:
+            print(f"argos-petdoor: {exc}", file=sys.stderr)
+            return 2
+        except ArgosError as exc:
+            log.warning("cannot read the model card yet (%s); the door stays closed", exc)
         door = PetDoor(
             source, client, policy, driver, audit=audit, backoff=Backoff(attempts=args.retries + 1)
         )
@@ -121,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_until_stopped(door: PetDoor, interval: float) -> None:
-    """Run until Ctrl-C or, when running in the main thread, SIGTERM."""
+    """Run until Ctrl-C or, when running in the main thread, SIGTERM; the door is shut as
+    soon as the signal arrives, even while a poll still waits for the network."""
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
