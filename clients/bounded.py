@@ -22,6 +22,10 @@ class DeadlineExceeded(httpx.TimeoutException):
 class ResponseTooLarge(httpx.HTTPError):
     """The response body is larger than the cap."""
 
+    def __init__(self, message: str, *, request: httpx.Request) -> None:
+        super().__init__(message)
+        self.request = request
+
 
 def bounded_request(
     http: httpx.Client,

@@ -19,6 +19,8 @@ from clients.petdoor.retry import Backoff
 from clients.petdoor.sources import FileSource, FolderSource, FrameSource, SnapshotSource
 
 log = logging.getLogger("clients.petdoor")
+_WAKE_SECONDS = 0.5
+_ABANDON_AFTER_SECONDS = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,15 +137,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_until_stopped(door: PetDoor, interval: float) -> None:
-    """Run until Ctrl-C or, when running in the main thread, SIGTERM; the door is shut as
-    soon as the signal arrives, even while a poll still waits for the network."""
+    """Run until Ctrl-C or, when running in the main thread, SIGTERM.
+
+    The door loop runs in a thread of its own: the door is shut as soon as the signal
+    arrives, and a poll still waiting for the network is abandoned rather than awaited.
+    """
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+    loop = threading.Thread(target=door.run, args=(interval, stop), name="petdoor", daemon=True)
+    loop.start()
     try:
-        door.run(interval, stop)
+        while loop.is_alive() and not stop.wait(_WAKE_SECONDS):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
+        door.shutdown()
+        loop.join(_ABANDON_AFTER_SECONDS)
         if in_main:
             signal.signal(signal.SIGTERM, previous)
