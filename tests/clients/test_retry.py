@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from clients.http import ArgosRequestError, ArgosUnavailable
+from clients.http import ArgosClient, ArgosRequestError, ArgosUnavailable
 from clients.petdoor.retry import Backoff, with_retries
+from tests.clients.support import Action, LoopbackServer, classify_reply
 
 
 def test_retries_back_off_exponentially_then_give_up() -> None:
@@ -24,27 +25,41 @@ def test_retries_back_off_exponentially_then_give_up() -> None:
     assert waits == [0.5, 1.0, 2.0, 3.0]
 
 
+def retried_classify(*replies: Action) -> tuple[Exception | None, int]:
+    """Classify one frame through a real client, with retries, against a server that
+    gives ``replies`` in turn; returns the error raised, if any, and the requests made."""
+    queue = list(replies)
+
+    def script(method: str, path: str, count: int) -> Action:
+        return queue.pop(0) if queue else ("json", 500, {"error": "exhausted", "detail": ""})
+
+    with LoopbackServer(script) as server, ArgosClient(server.url, timeout=5) as client:
+        try:
+            with_retries(lambda: client.classify(b"\xff\xd8\xff"), Backoff(3), lambda _: None)
+        except ArgosRequestError as exc:
+            return exc, server.requests["/classify"]
+        return None, server.requests["/classify"]
+
+
 def test_retry_succeeds_after_a_server_error() -> None:
-    replies = iter([ArgosRequestError(503, "overloaded", "busy"), "ok"])
-
-    def flaky() -> str:
-        reply = next(replies)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    assert with_retries(flaky, Backoff(attempts=3), lambda _: None) == "ok"
+    busy = ("json", 503, {"error": "overloaded", "detail": "the inference queue is full"})
+    ok = ("json", 200, classify_reply({"dog": 0.9}))
+    error, requests = retried_classify(busy, ok)
+    assert error is None
+    assert requests == 2
 
 
-def test_a_rejected_frame_is_not_retried() -> None:
-    calls = 0
-
-    def rejected() -> None:
-        nonlocal calls
-        calls += 1
-        raise ArgosRequestError(422, "undecodable_image", "not an image")
-
-    with pytest.raises(ArgosRequestError):
-        with_retries(rejected, Backoff(attempts=3), lambda _: None)
-
-    assert calls == 1
+@pytest.mark.parametrize(
+    ("status", "code", "detail"),
+    [
+        (422, "invalid_image", "the image data could not be decoded: broken data stream"),
+        (413, "image_too_large", "the image is 9000x9000 = 81,000,000 pixels; the limit is"),
+        (415, "unsupported_media_type", "Content-Type 'text/plain' is not accepted"),
+    ],
+)
+def test_a_rejected_frame_is_not_retried(status: int, code: str, detail: str) -> None:
+    rejected = ("json", status, {"error": code, "detail": detail})
+    error, requests = retried_classify(rejected, rejected, rejected)
+    assert isinstance(error, ArgosRequestError)
+    assert (error.status, error.error) == (status, code)
+    assert requests == 1
