@@ -59,8 +59,8 @@ def plan(
         raise InvalidParameter(str(error)) from None
     if count > max_windows:
         raise InvalidParameter(
-            f"these parameters need {count:,} windows on a {width}x{height} image; the limit is "
-            f"{max_windows:,}. Use larger window_sizes or a smaller overlap"
+            f"these parameters need {count} windows on a {width}x{height} image; the limit is "
+            f"{max_windows}. Use larger window_sizes or a smaller overlap"
         )
     return [
         Scale(window_boxes(height, width, window, stride), _factor(window, spec))

@@ -108,7 +108,7 @@ def check(server: Server, watch: Watch) -> None:
     print(f"{watch.seconds:.2f} s, server RSS +{grown:.0f} MB, slowest livez {livez:.2f} s")
     assert watch.seconds < MAX_SECONDS
     assert watch.grown_mb < MAX_GROWTH_MB, f"server RSS grew {watch.grown_mb:.0f} MB"
-    assert watch.slowest_livez < 1.0
+    assert watch.slowest_livez < MAX_SECONDS / 2
     assert httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
 
 
@@ -137,7 +137,7 @@ def test_detect_with_tiny_windows_on_a_one_bit_image(server: Server) -> None:
             headers={"Content-Type": "image/png"},
         )
     assert reply.status_code == 422
-    assert "need 49,000,000 windows on a 7000x7000 image; the limit is" in reply.json()["detail"]
+    assert "need 49000000 windows on a 7000x7000 image; the limit is" in reply.json()["detail"]
     check(server, watch)
 
 
