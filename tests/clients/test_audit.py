@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -44,3 +45,11 @@ def test_audit_log_lines_from_threads_never_interleave(tmp_path: Path) -> None:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == 200
     assert {(r["writer"], r["i"]) for r in records} == {(n, i) for n in range(4) for i in range(50)}
+
+
+def test_a_file_name_that_is_not_utf8_is_written_as_valid_json(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    name = os.fsdecode(b"/cam/caf\xe9.jpg")
+    AuditLog(path).write({"frame": name})
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert os.fsencode(record["frame"]) == b"/cam/caf\xe9.jpg"

@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from clients.http import ClassifyResult
-from clients.petdoor.policy import Policy, PolicyError, frame_scores, judge, load_policy
+from clients.http import ClassifyResult, ModelCard
+from clients.petdoor.policy import (
+    Policy,
+    PolicyError,
+    check_names,
+    frame_scores,
+    judge,
+    load_policy,
+)
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "clients" / "petdoor" / "policy.example.yaml"
 
@@ -107,3 +114,14 @@ def test_label_outside_the_top_k_counts_as_zero() -> None:
     result = classify_result({"tabby": 0.9}, {})
 
     assert judge(policy, frame_scores(result)).kind == "none"
+
+
+def test_names_the_model_lacks_are_refused_with_its_groups_and_closest_labels() -> None:
+    labels = [f"label_{i}" for i in range(40)] + ["tabby", "tiger_cat"]
+    card = ModelCard(name="m", version="2", labels=labels, label_groups={"cat": [40, 41]})
+    check_names(Policy(allow=["cat"], deny=["tabby"]), card)
+    with pytest.raises(PolicyError) as refused:
+        check_names(Policy(allow=["cat"], deny=["taby"]), card)
+    message = str(refused.value)
+    assert "model m 2 has no label or group named taby; its groups are cat" in message
+    assert "42 labels (closest: tabby; GET /model lists them all)" in message
