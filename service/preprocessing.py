@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -68,7 +69,11 @@ def open_image(data: bytes, *, max_pixels: int) -> Image.Image:
             f"Argos can read; send {NAMES}"
         ) from None
     except Image.DecompressionBombError as error:
-        raise ImageTooLarge(f"{error}; the limit is {max_pixels:,} pixels") from None
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        received = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels to decode"
+        raise ImageTooLarge(
+            f"the image is {received}; the limit is {max_pixels:,}. Downscale it before sending"
+        ) from None
     except Exception as error:  # Pillow raises many types on hostile headers
         raise InvalidImage(f"the image header could not be read: {error}") from None
     width, height = image.size

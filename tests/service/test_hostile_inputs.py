@@ -107,9 +107,12 @@ def test_formats_outside_the_table_are_not_opened() -> None:
         assert open_image(data, max_pixels=1000).format == image_format.pillow
 
 
-def test_pillow_guard_stays_armed() -> None:
+def test_pillow_guard_stays_armed_behind_the_pixel_limit() -> None:
     assert Image.MAX_IMAGE_PIXELS is not None
     assert Image.MAX_IMAGE_PIXELS >= 50_000_000
+    huge = png(40_000, 40_000, bit_depth=1)  # past Pillow's guard as well as the limit
+    with pytest.raises(ImageTooLarge, match=r"is 1,600,000,000 pixels; the limit is 50,000,000"):
+        open_image(huge, max_pixels=50_000_000)
 
 
 @pytest.mark.parametrize("mode", ["I;16", "I", "F"])
