@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.inference.sessions import gpu_count
+from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
 
 DEFAULT_MODEL = "imagenet-mobilenetv2"
 
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, le=512 * 1024 * 1024)
     max_image_pixels: int = Field(
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
+    )
+    max_decoded_bytes: int = Field(
+        DEFAULT_MAX_DECODED_BYTES,
+        gt=0,
+        description="decoded bytes one upload may cost: width x height x bands x bytes per "
+        "sample of the frame read, checked before decoding",
     )
     workers: int = Field(0, ge=0, le=64, description="worker processes; 0: one per core or GPU")
     instances: int = Field(
@@ -79,7 +86,11 @@ class Settings(BaseSettings):
     detect_chunk_size: int = Field(
         16, ge=1, le=1024, description="windows per inference turn of a detection request"
     )
-    detect_max_windows: int = Field(2048, ge=1, description="largest window count per request")
+    detect_max_windows: int = Field(
+        512,
+        ge=1,
+        description="largest window count per request (about 5 s of exact mode on one core)",
+    )
 
     @property
     def uses_gpu(self) -> bool:

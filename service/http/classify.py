@@ -47,7 +47,11 @@ async def classify(
     started = time.perf_counter()
     data = await read_image_upload(request, settings.max_upload_bytes)
     pixels = await backend.in_thread(
-        prepare_bytes, data, card.preprocessing, max_pixels=settings.max_image_pixels
+        prepare_bytes,
+        data,
+        card.preprocessing,
+        max_pixels=settings.max_image_pixels,
+        max_decoded_bytes=settings.max_decoded_bytes,
     )
     preprocessed = time.perf_counter()
     probabilities = await model.classify(pixels)

@@ -108,7 +108,10 @@ async def _run(request: Request, backend: Backend, params: DetectParams) -> _Res
 def _open_and_plan(
     data: bytes, params: DetectParams, backend: Backend
 ) -> tuple[Image.Image, list[Scale]]:
-    """Decode the upload and lay out its windows (refusing too many), off the event loop."""
+    """Decode the upload and lay out its windows, off the event loop. The window count is
+    checked on the header's size before any pixel is decoded (it is the same upright)."""
     settings, spec = backend.settings, backend.model.card.preprocessing
-    rgb = load_rgb(open_image(data, max_pixels=settings.max_image_pixels))
+    image = open_image(data, max_pixels=settings.max_image_pixels)
+    plan(image.width, image.height, params, spec, settings.detect_max_windows)
+    rgb = load_rgb(image, max_decoded_bytes=settings.max_decoded_bytes)
     return rgb, plan(rgb.width, rgb.height, params, spec, settings.detect_max_windows)

@@ -43,7 +43,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(default_model: str) -> Iterator[Server]:
-    from tools.local_server import local_server
+    from harness.local_server import local_server
 
     with local_server({"ARGOS_MODEL": default_model}) as running:
         warm_up(running.url)
