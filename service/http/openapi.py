@@ -103,7 +103,7 @@ ERROR_EXAMPLES: dict[int, dict[str, dict[str, str]]] = {
         "invalid_image": {
             "error": "invalid_image",
             "detail": "the upload (12 bytes, starting b'not an i') is not an image format "
-            "Argos can read; send JPEG, PNG, BMP, GIF, WebP or TIFF",
+            f"Argos can read; send {NAMES}",
         },
         "invalid_parameter": {
             "error": "invalid_parameter",
