@@ -50,3 +50,15 @@ class InvalidImage(ArgosError):
 class InvalidParameter(ArgosError):
     status_code = 422
     code = "invalid_parameter"
+
+
+class UnknownModel(ArgosError):
+    status_code = 404
+    code = "unknown_model"
+
+
+class ModelsChanging(ArgosError):
+    """A load or unload has not reached every worker in time; it goes on in the background."""
+
+    status_code = 503
+    code = "models_changing"
