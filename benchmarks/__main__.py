@@ -4,7 +4,11 @@
 (b) preprocessing cost per image with and without JPEG draft decoding;
 (c) end-to-end throughput and latency of a real server at several concurrencies, and p99
     at half the saturating rate (open loop);
-(d) the server's CPU time per request (all its processes) against the ideal.
+(d) the server's CPU time per request (all its processes, split by thread role) against
+    the ideal;
+(e) recovery: unloaded p50 before and right after a burst of requests;
+(f) overload: the reply mix and goodput at many times the saturating concurrency, with
+    clients that honour ``Retry-After``.
 
     python -m benchmarks --out reports/bench [--env ARGOS_API_WORKERS=2 ...]
 
@@ -17,6 +21,7 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,10 +29,10 @@ import bentoml
 
 from benchmarks import load, micro, report
 from benchmarks.server import serve
+from harness.local_server import shared_dir
 from service.card import ONNX_FILENAME, verify_artifact
 from service.preprocessing import prepare_bytes
 from service.settings import Settings
-from tools.local_server import shared_dir
 
 
 def shared_images() -> Path:
@@ -66,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="environment of the server (ARGOS_* settings, BENTOML_CONFIG_OPTIONS); repeatable",
     )
     parser.add_argument("--no-half-rate", action="store_true", help="skip the open-loop level")
+    parser.add_argument("--burst", type=int_list, default=[200, 3], metavar="CLIENTS,EACH")
+    parser.add_argument("--overload-clients", type=int, default=400, help="0: skip (f)")
     return parser.parse_args(argv)
 
 
@@ -91,27 +98,53 @@ def describe(env: dict[str, str]) -> str:
     return " ".join(f"{key}={value}" for key, value in env.items()) or "defaults"
 
 
-def run_service(
-    args: argparse.Namespace, env: dict[str, str], body: bytes
-) -> tuple[list[load.Level], load.Level | None]:
-    """Closed-loop levels, then an open-loop level at half the best throughput."""
-    half = None
+@dataclass
+class ServiceRun:
+    levels: list[load.Level]
+    half_rate: load.Level | None
+    unloaded_before: load.Level
+    burst: dict[int, int]
+    unloaded_after: load.Level
+    overload: load.Level | None
+
+
+def run_service(args: argparse.Namespace, env: dict[str, str], body: bytes) -> ServiceRun:
+    """Closed-loop levels, an open-loop level at half the best throughput, a burst between
+    two unloaded levels, then overload."""
     with serve(env) as server:
         timing = {
             "warmup_s": args.warmup,
             "duration_s": args.duration,
             "counters": server.counters,
         }
+        unloaded = timing | {"warmup_s": 1.0, "duration_s": max(5.0, args.duration / 3)}
         load.closed_loop(server.url, body, 2, **timing)  # first requests: lazy imports, caches
         levels = []
         for concurrency in args.concurrency:
             levels.append(load.closed_loop(server.url, body, concurrency, **timing))
-            print(f"  {levels[-1].label}: {levels[-1].rps:.1f} req/s", file=sys.stderr, flush=True)
+            _progress(levels[-1])
+        saturation = max(levels, key=lambda level: level.rps)
+        half = None
         if not args.no_half_rate:
-            saturation = max(levels, key=lambda level: level.rps)
             workers = max(16, 2 * saturation.concurrency)
             half = load.open_loop(server.url, body, saturation.rps / 2, workers=workers, **timing)
-    return levels, half
+            _progress(half)
+        before = load.closed_loop(server.url, body, 1, **unloaded)
+        clients, each = args.burst
+        burst = load.burst(server.url, body, clients=clients, requests_each=each)
+        print(f"  burst of {clients}x{each}: {burst}", file=sys.stderr, flush=True)
+        after = load.closed_loop(server.url, body, 1, **unloaded)
+        overload = None
+        if args.overload_clients:
+            overload = load.closed_loop(
+                server.url, body, args.overload_clients, honour_retry_after=True, **timing
+            )
+            _progress(overload)
+    return ServiceRun(levels, half, before, burst, after, overload)
+
+
+def _progress(level: load.Level) -> None:
+    print(f"  {level.label}: {level.rps:.1f} req/s {level.statuses}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,18 +186,24 @@ def main(argv: list[str] | None = None) -> int:
     ]
     log(report.preprocessing_table(prep))
 
-    levels, half = run_service(args, env, body)
+    run = run_service(args, env, body)
+    levels, half = run.levels, run.half_rate
     summary = report.Summary(
         cores=cores,
         best_batch=min(batches, key=lambda result: result.core_ms_per_image),
         preprocess_ms=prep[0].draft.cpu_ms,
         saturation=max(levels, key=lambda level: level.rps),
         half_rate=half,
+        unloaded_before=run.unloaded_before,
+        burst=run.burst,
+        unloaded_after=run.unloaded_after,
+        overload=run.overload,
     )
     log(f"\n(c, d) service, POST /classify, {args.image.name} ({len(body):,} bytes) as the body")
-    log(report.service_table([*levels, *([half] if half else [])], summary))
+    extra = (half, run.unloaded_before, run.unloaded_after, run.overload)
+    log(report.service_table([*levels, *(level for level in extra if level)], summary))
     log(report.SERVICE_LEGEND)
-    log(f"\n(d) server CPU per request by process at saturation ({summary.saturation.label})")
+    log(f"\n(d) server CPU per request by role at saturation ({summary.saturation.label})")
     log(report.breakdown_table(summary.saturation, summary, batches))
     log()
     log(report.summary_text(summary))
@@ -194,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             "preprocessing": [result.as_dict() for result in prep],
             "service": [level.as_dict() for level in levels],
             "half_rate": half.as_dict() if half else None,
+            "unloaded_before": run.unloaded_before.as_dict(),
+            "unloaded_after": run.unloaded_after.as_dict(),
+            "overload": run.overload.as_dict() if run.overload else None,
             "summary": summary.as_dict(),
         },
     )

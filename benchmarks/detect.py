@@ -18,13 +18,13 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.server import serve
+from harness.local_server import shared_dir
 from service.card import ONNX_FILENAME
 from service.detection.params import DetectParams
 from service.detection.plan import plan, window_inputs
 from service.inference.sessions import OnnxModel
 from service.preprocessing import load_rgb
 from service.settings import get_settings
-from tools.local_server import shared_dir
 from training import store
 
 DEFAULT_IMAGE = shared_dir() / "images" / "pets.jpg"

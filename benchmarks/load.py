@@ -12,6 +12,7 @@ import http.client
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -28,7 +29,11 @@ PATH = "/classify"
 class Sample:
     started: float  # when the request was due (open loop) or sent (closed loop)
     finished: float
-    ok: bool
+    status: int  # HTTP status; 0 for a connection error
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Level:
     window_s: float
     requests: int  # successful (200) responses
     errors: int  # other responses and connection errors
+    statuses: dict[int, int]  # replies by HTTP status (0: connection error)
     latencies_ms: np.ndarray = field(repr=False)
     server: dict[str, float]  # increase of each server counter over the window
     loadgen_cpu_s: float
@@ -89,6 +95,7 @@ class Level:
             "window_s": self.window_s,
             "requests": self.requests,
             "errors": self.errors,
+            "statuses": {str(status): count for status, count in self.statuses.items()},
             "rps": self.rps,
             "p50_ms": self.percentile(50),
             "p95_ms": self.percentile(95),
@@ -112,18 +119,21 @@ class _Client:
         self._headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         self._connection: http.client.HTTPConnection | None = None
 
-    def post(self) -> bool:
-        """One request; True for a 200."""
+    def post(self) -> tuple[int, float | None]:
+        """One request: its status (0 for a connection error) and ``Retry-After`` seconds."""
         try:
             if self._connection is None:
                 self._connection = http.client.HTTPConnection(self._host, self._port, timeout=120)
             self._connection.request("POST", PATH, self._body, self._headers)
             response = self._connection.getresponse()
             response.read()
-            return response.status == 200
+            retry_after = response.getheader("Retry-After")
+            if response.will_close:
+                self.close()
+            return response.status, float(retry_after) if retry_after else None
         except (OSError, http.client.HTTPException):
             self.close()
-            return False
+            return 0, None
 
     def close(self) -> None:
         if self._connection is not None:
@@ -149,6 +159,7 @@ class _Window:
         inside = [s for s in self.samples if self.start <= s.finished <= self.end]
         ok = [s for s in inside if s.ok]
         return Level(
+            statuses=dict(Counter(s.status for s in inside)),
             label=label,
             concurrency=concurrency,
             offered_rps=offered_rps,
@@ -207,14 +218,18 @@ def closed_loop(
     duration_s: float,
     counters: Callable[[], dict[str, float]],
     content_type: str = "image/jpeg",
+    honour_retry_after: bool = False,
 ) -> Level:
-    """``concurrency`` clients, each sending its next request as soon as one returns."""
+    """``concurrency`` clients, each sending its next request as soon as one returns (or,
+    with ``honour_retry_after``, after the ``Retry-After`` of a 429 or 503)."""
 
     def work(client: _Client, stop: threading.Event, out: list[Sample]) -> None:
         while not stop.is_set():
             sent = time.perf_counter()
-            ok = client.post()
-            out.append(Sample(sent, time.perf_counter(), ok))
+            status, retry_after = client.post()
+            out.append(Sample(sent, time.perf_counter(), status))
+            if honour_retry_after and status in (429, 503) and retry_after:
+                stop.wait(retry_after)
         client.close()
 
     window = _run(
@@ -253,11 +268,37 @@ def open_loop(
                 time.sleep(delay)
             if stop.is_set():
                 break
-            ok = client.post()
-            out.append(Sample(due, time.perf_counter(), ok))
+            status, _ = client.post()
+            out.append(Sample(due, time.perf_counter(), status))
         client.close()
 
     window = _run(
         workers, work, lambda: _Client(url, body, content_type), warmup_s, duration_s, counters
     )
     return window.level(f"r={rate:.1f}/s", workers, rate)
+
+
+def burst(
+    url: str, body: bytes, *, clients: int, requests_each: int, content_type: str = "image/jpeg"
+) -> dict[int, int]:
+    """``clients`` threads each send ``requests_each`` requests back to back, all at once;
+    returns the replies by status."""
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+
+    def work() -> None:
+        client = _Client(url, body, content_type)
+        start.wait()
+        for _ in range(requests_each):
+            status, _ = client.post()
+            with lock:
+                statuses[status] += 1
+        client.close()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return dict(statuses)

@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.load import Level
 from benchmarks.micro import BatchResult, PreprocessResult
-from benchmarks.server import CPU_PREFIX
+from benchmarks.server import OTHER_THREADS, ROLES, RUNNER
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,10 @@ class Summary:
     preprocess_ms: float
     saturation: Level
     half_rate: Level | None
+    unloaded_before: Level | None = None  # one client, before a burst
+    burst: dict[int, int] | None = None  # replies to the burst, by status
+    unloaded_after: Level | None = None  # one client, right after the burst
+    overload: Level | None = None  # many clients honouring Retry-After
 
     @property
     def ideal_core_ms(self) -> float:
@@ -67,7 +71,18 @@ class Summary:
             "cpu_efficiency": self.efficiency(self.saturation),
             "half_rate_rps": self.half_rate.rps if self.half_rate else None,
             "half_rate_p99_ms": self.half_rate.percentile(99) if self.half_rate else None,
+            "unloaded_p50_ms": _p50(self.unloaded_before),
+            "after_burst_p50_ms": _p50(self.unloaded_after),
+            "burst_statuses": self.burst,
+            "overload_statuses": self.overload.statuses if self.overload else None,
+            "overload_goodput_ratio": self.goodput_ratio,
+            "overload_p99_ms": self.overload.percentile(99) if self.overload else None,
         }
+
+    @property
+    def goodput_ratio(self) -> float | None:
+        """200s per second under overload ÷ the saturating throughput."""
+        return self.overload.rps / self.saturation.rps if self.overload else None
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -104,7 +119,7 @@ def preprocessing_table(results: Sequence[PreprocessResult]) -> str:
 
 SERVICE_LEGEND = (
     "c=N: N clients in a closed loop; r=X/s: open loop at X requests/s (half the best c=N).\n"
-    "req/s and core-ms/req count 200s only; errors: other replies. batch: mean adaptive batch.\n"
+    "req/s and core-ms/req count 200s only; errors: other replies. batch: mean runner batch.\n"
     "cpu busy: server + load generator, share of all cores; other: the rest of the machine.\n"
     "ratio: req/s / ideal throughput; efficiency: ideal core-ms / server core-ms per request."
 )
@@ -131,21 +146,21 @@ def service_table(levels: Sequence[Level], summary: Summary) -> str:
 
 
 def breakdown_table(level: Level, summary: Summary, batches: Sequence[BatchResult]) -> str:
-    """Server CPU per request by process role, beside the work each role must do."""
+    """Server CPU per request by role (worker threads, supervisor), beside the work each
+    role must do."""
     nearest = min(batches, key=lambda b: abs(b.batch_size - level.mean_batch_size))
-    necessary = {"argos": summary.preprocess_ms, "argos-inference": nearest.core_ms_per_image}
-    roles = sorted(k.removeprefix(CPU_PREFIX) for k in level.server if k.startswith(CPU_PREFIX))
+    necessary = {RUNNER: nearest.core_ms_per_image, OTHER_THREADS: summary.preprocess_ms}
     rows = []
-    for role in roles:
+    for role in ROLES:
         spent = level.core_ms_per_request(role)
         work = necessary.get(role, 0.0)
         rows.append((role, spent, work, spent - work))
     total = level.server_core_ms_per_request
     rows.append(("all", total, sum(necessary.values()), total - sum(necessary.values())))
-    return table(["process", "core-ms/req", "necessary", "overhead"], rows) + (
-        f"\n(necessary: preprocessing with draft in the API process; onnxruntime at batch "
-        f"{nearest.batch_size}, nearest the mean batch {level.mean_batch_size:.1f}, in the "
-        "inference process)"
+    return table(["role", "core-ms/req", "necessary", "overhead"], rows) + (
+        "\n(event loop: HTTP, routing, validation, replies; runner: onnxruntime at batch "
+        f"{nearest.batch_size}, nearest the mean batch {level.mean_batch_size:.1f}; other "
+        "threads: decoding and preprocessing with draft; serve: the supervising process)"
     )
 
 
@@ -166,8 +181,35 @@ def summary_text(summary: Summary) -> str:
             f"half the saturating rate ({s.half_rate.rps:.1f} req/s offered "
             f"{s.half_rate.offered_rps:.1f}): p50 {s.half_rate.percentile(50):.1f} ms, "
             f"p99 {s.half_rate.percentile(99):.1f} ms"
+            + _ratio_to_unloaded(s.half_rate.percentile(99), s.unloaded_before)
+        )
+    if s.unloaded_before and s.unloaded_after:
+        before, after = _p50(s.unloaded_before), _p50(s.unloaded_after)
+        lines.append(
+            f"unloaded p50 {before:.1f} ms before a burst {_mix(s.burst or {})}, "
+            f"{after:.1f} ms after it: {after / before:.2f}x"
+        )
+    if s.overload:
+        lines.append(
+            f"{s.overload.concurrency} clients honouring Retry-After: replies "
+            f"{_mix(s.overload.statuses)}, goodput {s.overload.rps:.1f} req/s = "
+            f"{s.goodput_ratio:.2f} of saturation, p99 of the 200s "
+            f"{s.overload.percentile(99):.0f} ms"
         )
     return "\n".join(lines)
+
+
+def _p50(level: Level | None) -> float | None:
+    return level.percentile(50) if level else None
+
+
+def _ratio_to_unloaded(value: float, unloaded: Level | None) -> str:
+    return f" = {value / unloaded.percentile(50):.2f}x the unloaded p50" if unloaded else ""
+
+
+def _mix(statuses: dict[int, int]) -> str:
+    """Replies by status, e.g. ``(200: 580, 503: 20)``; 0 counts connection errors."""
+    return "(" + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())) + ")"
 
 
 def plot(levels: Sequence[Level], summary: Summary, path: Path, title: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tools.local_server import shared_dir
+from harness.local_server import shared_dir
 
 IMAGES_ENV = "ARGOS_LOADTEST_IMAGES"
 DETECT_ENV = "ARGOS_LOADTEST_DETECT"

@@ -16,6 +16,11 @@ class ArgosError(Exception):
     def to_dict(self) -> dict[str, str]:
         return {"error": self.code, "detail": self.detail}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the reply carries."""
+        return {}
+
 
 class EmptyBody(ArgosError):
     status_code = 400
@@ -52,13 +57,47 @@ class InvalidParameter(ArgosError):
     code = "invalid_parameter"
 
 
+class ServiceUnavailable(ArgosError):
+    """The request was fine but cannot be served now; the client should retry later."""
+
+    status_code = 503
+    code = "unavailable"
+    retry_after_s = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+
+
+class QueueTimeout(ServiceUnavailable):
+    code = "queue_timeout"
+
+
+class ShuttingDown(ServiceUnavailable):
+    code = "shutting_down"
+    retry_after_s = 2
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"
+
+
 class UnknownModel(ArgosError):
     status_code = 404
     code = "unknown_model"
 
 
-class ModelsChanging(ArgosError):
+class ModelLoadFailed(ArgosError):
+    status_code = 400
+    code = "model_load_failed"
+
+
+class ModelsChanging(ServiceUnavailable):
     """A load or unload has not reached every worker in time; it goes on in the background."""
 
-    status_code = 503
     code = "models_changing"
+    retry_after_s = 5

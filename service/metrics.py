@@ -10,8 +10,18 @@ import bentoml
 
 REJECTED = bentoml.metrics.Counter(
     name="argos_rejected_requests",
-    documentation="Requests refused with a 4xx, by endpoint and error code",
+    documentation="Requests refused with a 4xx or 503, by endpoint and error code",
     labelnames=["endpoint", "error"],
+)
+ADMITTED = bentoml.metrics.Counter(
+    name="argos_admitted_requests",
+    documentation="Inference requests admitted by a worker's admission control",
+)
+INFLIGHT = bentoml.metrics.Gauge(
+    name="argos_inflight_requests",
+    documentation="Inference requests the workers hold now (reading, preprocessing, queued, "
+    "running)",
+    multiprocess_mode="livesum",
 )
 TOP1 = bentoml.metrics.Counter(
     name="argos_top1_predictions",
@@ -23,6 +33,13 @@ STAGE_SECONDS = bentoml.metrics.Histogram(
     documentation="Time spent per request in each stage",
     labelnames=["endpoint", "stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+BATCH_SIZE = bentoml.metrics.Histogram(
+    name="argos_batch_size",
+    documentation="Requests per onnxruntime call of single-image inference",
+    labelnames=["model"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 
 

@@ -1,30 +1,33 @@
-"""The BentoML services: ``Argos`` (HTTP API, preprocessing) over ``Inference`` (onnxruntime).
+"""The BentoML service: ``bentoml serve service.service:Argos``.
 
-Run with ``bentoml serve service.service:Argos``. Requests are decoded and preprocessed
-in the API workers; concurrent requests then meet in ``Inference.classify``, a batchable
-method, so that BentoML's adaptive batching hands onnxruntime one batch for many requests.
+Each worker process owns its model's onnxruntime sessions and a runner thread that batches
+concurrent requests (:mod:`service.inference`); the HTTP API (:mod:`service.http.app`) runs on
+the worker's event loop and calls the runner in-process.
+
+On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503 and
+``Retry-After`` at once, everything already accepted is answered, and work still queued
+when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
 
-import anyio
 import bentoml
-import numpy as np
 
-from service.card import ONNX_FILENAME, ModelCard, verify_artifact
-from service.detection.dense import feature_cells, pool_cells
-from service.http.app import app
-from service.inference.sessions import OnnxModel
-from service.settings import Settings, get_settings
+from service.http.app import create_app
+from service.http.backend import Backend
+from service.inference.model import ServedModel
+from service.settings import get_settings
 
-T = TypeVar("T")
 logger = logging.getLogger("argos.service")
 settings = get_settings()
+app = create_app()
 
 
 def _log_through_bentoml() -> None:
@@ -37,93 +40,57 @@ def _log_through_bentoml() -> None:
             argos_logger.addHandler(handler)
 
 
-# BentoML 1.4.3x replaces its client session to a dependency every 100 requests and closes
-# the old one with requests still in flight, which fail with 500s under concurrency; keep
-# one session for the life of the worker instead.
-_ONE_SESSION = {"max_requests": 1_000_000_000, "max_age": 1e9}
+def _before_sigterm(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when SIGTERM arrives, then the handler installed before (uvicorn's,
+    which stops accepting connections and waits for the open ones)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        callback()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle)
 
 
+@bentoml.asgi_app(app, path="/")
 @bentoml.service(
-    name="argos-inference",
-    workers=1,
-    traffic={"timeout": 120},
-    runner_connection=_ONE_SESSION,
+    name="argos",
+    workers=settings.worker_count,
+    traffic={"timeout": settings.request_timeout_s},
+    logging={"access": {"enabled": settings.access_log}},
 )
-class Inference:
-    """One onnxruntime session per process, fed by adaptive batches."""
+class Argos:
+    """One worker: the model, its runner, and the API's view of them."""
 
     artifact = bentoml.models.BentoModel(settings.model)
 
     def __init__(self) -> None:
         _log_through_bentoml()
-        directory = Path(self.artifact.path)
-        self.card: ModelCard = verify_artifact(directory)
-        self.model = OnnxModel.load(
-            directory / ONNX_FILENAME,
-            providers=settings.providers,
-            threads=settings.onnxruntime_threads,
+        model = ServedModel.load(Path(self.artifact.path), settings)
+        self.backend = Backend(settings, model)
+        app.state.backend = self.backend
+        _before_sigterm(self.drain)
+
+    def __is_ready__(self) -> bool:
+        return not self.backend.admission.draining
+
+    def drain(self) -> None:
+        """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
+        if self.backend.admission.draining:
+            return
+        self.backend.admission.draining = True
+        logger.info("draining: %d requests held", self.backend.admission.inflight)
+        runner = self.backend.model.runner
+        deadline = threading.Timer(
+            settings.drain_timeout_s, runner.abort, args=("the server's drain time ran out",)
         )
-        self.backbone = self.head = None
-        if self.card.dense is not None:
-            self.backbone, self.head = (
-                OnnxModel.load(
-                    directory / name,
-                    providers=settings.providers,
-                    threads=settings.onnxruntime_threads,
-                )
-                for name in (self.card.dense.backbone_file, self.card.dense.head_file)
-            )
-        spec = self.card.preprocessing
-        self.model.run(np.zeros((1, spec.height, spec.width, 3), dtype=np.uint8))
-        logger.info("serving %s on %s", self.card.tag, self.model.providers)
+        deadline.daemon = True
+        deadline.start()
 
-    @bentoml.api(
-        batchable=True,
-        batch_dim=0,
-        max_batch_size=settings.batch_max_size,
-        max_latency_ms=settings.batch_max_latency_ms,
-    )
-    def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 pixels → (N, labels) probabilities."""
-        return self.model.run(pixels)
-
-    @bentoml.api
-    def classify_windows(self, pixels: np.ndarray) -> np.ndarray:
-        """Many window crops of one request, in onnxruntime calls of a fixed chunk size."""
-        return self.model.run_chunked(pixels, settings.detect_chunk_size)
-
-    @bentoml.api
-    def dense_windows(self, image: np.ndarray, regions: np.ndarray) -> np.ndarray:
-        """Backbone once over a (1, H, W, 3) image, then the head on each region's pooled cells."""
-        if self.backbone is None or self.head is None or self.card.dense is None:
-            raise ValueError(f"{self.card.tag} has no dense graphs")
-        feature_map = self.backbone.run(image)[0]
-        cells = feature_cells(regions, self.card.dense.stride, feature_map.shape[:2])
-        return self.head.run_chunked(pool_cells(feature_map, cells), settings.detect_chunk_size)
-
-
-@bentoml.asgi_app(app, path="/")
-@bentoml.service(name="argos", workers=settings.api_workers, traffic={"timeout": 120})
-class Argos:
-    """The public service; see :mod:`service.http.app` for its routes."""
-
-    inference = bentoml.depends(Inference)
-    artifact = bentoml.models.BentoModel(settings.model)
-
-    def __init__(self) -> None:
-        self.settings: Settings = settings
-        self.card: ModelCard = verify_artifact(Path(self.artifact.path))
-        self._threads = anyio.CapacityLimiter(settings.api_threads)
-
-    async def in_worker_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run CPU-bound work (Pillow releases the GIL) off the event loop."""
-        return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs), limiter=self._threads)
-
-    async def classify(self, pixels: np.ndarray) -> np.ndarray:
-        return await self.inference.to_async.classify(pixels)
-
-    async def classify_windows(self, pixels: np.ndarray) -> np.ndarray:
-        return await self.inference.to_async.classify_windows(pixels)
-
-    async def dense_windows(self, image: np.ndarray, regions: np.ndarray) -> np.ndarray:
-        return await self.inference.to_async.dense_windows(image=image, regions=regions)
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        """After the last connection closed: stop the runner thread."""
+        runner = self.backend.model.runner
+        runner.close()
+        runner.join(settings.drain_timeout_s)

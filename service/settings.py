@@ -8,11 +8,18 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.inference.sessions import gpu_count
+
 DEFAULT_MODEL = "imagenet-mobilenetv2"
 
 
 class Settings(BaseSettings):
-    """Runtime settings of the Argos service."""
+    """Runtime settings of the Argos service.
+
+    Sizes of the serving core default from the machine: on CPU one worker process per core
+    with one onnxruntime thread each and no batching delay (batching saves no compute
+    there); on GPU one worker per GPU that waits briefly for company to fill batches.
+    """
 
     model_config = SettingsConfigDict(env_prefix="ARGOS_", protected_namespaces=())
 
@@ -23,29 +30,85 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
     )
-    api_workers: int = Field(1, ge=1, le=64, description="processes decoding and preprocessing")
-    api_threads: int = Field(2, ge=1, le=64, description="preprocessing threads per API worker")
-    batch_max_size: int = Field(32, ge=2, le=1024, description="largest adaptive batch")
-    batch_max_latency_ms: int = Field(
-        5000, ge=1, le=60_000, description="queue wait after which a request is shed (503)"
+    workers: int = Field(0, ge=0, le=64, description="worker processes; 0: one per core or GPU")
+    preprocess_threads: int = Field(
+        2, ge=1, le=64, description="decode and preprocessing threads per worker"
     )
     inference_threads: int = Field(
-        0,
-        ge=0,
-        le=256,
-        description="onnxruntime intra-op threads; 0: half the cores, leaving the rest to "
-        "decoding and preprocessing in the API workers",
+        0, ge=0, le=256, description="onnxruntime intra-op threads; 0: the cores per worker"
     )
     providers: list[str] | None = Field(
         None, description="onnxruntime providers in order; default: CUDA when a GPU is present"
     )
-    detect_chunk_size: int = Field(32, ge=1, le=1024, description="windows per inference call")
+    max_batch_size: int = Field(0, ge=0, le=1024, description="largest batch; 0: 8 CPU, 32 GPU")
+    max_queue_delay_us: int = Field(
+        -1,
+        ge=-1,
+        le=1_000_000,
+        description="longest a request waits for company before its batch runs (microseconds); "
+        "0: never wait; -1: 0 on CPU, 2000 on GPU",
+    )
+    max_inflight: int = Field(
+        32,
+        ge=1,
+        le=100_000,
+        description="inference requests a worker holds at once (reading, preprocessing, "
+        "queued, running); more are refused with 503 and Retry-After",
+    )
+    queue_timeout_ms: int = Field(
+        1000,
+        ge=1,
+        le=600_000,
+        description="longest a request waits in the inference queue before it is refused "
+        "with 503 and Retry-After",
+    )
+    drain_timeout_s: float = Field(
+        30,
+        gt=0,
+        le=600,
+        description="on SIGTERM, how long accepted requests may take to finish; work still "
+        "queued then is answered 503",
+    )
+    request_timeout_s: float = Field(
+        60, gt=0, le=3600, description="longest one request may take end to end (504 after)"
+    )
+    access_log: bool = Field(False, description="log one line per request")
+    detect_chunk_size: int = Field(
+        16, ge=1, le=1024, description="windows per inference turn of a detection request"
+    )
     detect_max_windows: int = Field(2048, ge=1, description="largest window count per request")
 
     @property
+    def uses_gpu(self) -> bool:
+        """Whether sessions will run on CUDA (asked for, or a GPU is present)."""
+        if self.providers is not None:
+            return "CUDAExecutionProvider" in self.providers
+        return gpu_count() > 0
+
+    @property
+    def worker_count(self) -> int:
+        """Worker processes: as set, else one per GPU, else one per usable core."""
+        if self.workers:
+            return self.workers
+        return gpu_count() or len(os.sched_getaffinity(0))
+
+    @property
     def onnxruntime_threads(self) -> int:
-        """The intra-op thread count to give onnxruntime."""
-        return self.inference_threads or max(1, len(os.sched_getaffinity(0)) // 2)
+        """Intra-op threads per session: as set, else the usable cores per worker."""
+        if self.inference_threads:
+            return self.inference_threads
+        return max(1, len(os.sched_getaffinity(0)) // self.worker_count)
+
+    @property
+    def batch_size(self) -> int:
+        return self.max_batch_size or (32 if self.uses_gpu else 8)
+
+    @property
+    def queue_delay_s(self) -> float:
+        delay_us = self.max_queue_delay_us
+        if delay_us < 0:
+            delay_us = 2000 if self.uses_gpu else 0
+        return delay_us / 1e6
 
 
 @lru_cache(maxsize=1)

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.local_server import local_server
+from harness.local_server import shared_dir as local_shared_dir
 from service.settings import DEFAULT_MODEL
-from tools.local_server import local_server
-from tools.local_server import shared_dir as local_shared_dir
 from training import store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """The public HTTP API: a FastAPI app that BentoML mounts on the Argos service.
 
-Routes reach the running service through :mod:`service.backend`; this module wires them
+Routes reach the worker's model through :mod:`service.http.backend`; this module wires them
 together and turns errors into JSON bodies that say what was wrong.
 """
 
@@ -12,26 +12,31 @@ from fastapi.responses import JSONResponse
 
 from service import metrics
 from service.errors import ArgosError, InvalidParameter
-from service.http import classify as routes_classify
-from service.http import detect as routes_detect
+from service.http import classify, detect
+from service.http.backend import Backend
 from service.http.schemas import ErrorResponse
 
-app = FastAPI(
-    title="Argos",
-    summary="Image classification and sliding-window detection",
-    responses={status: {"model": ErrorResponse} for status in (400, 413, 415, 422)},
-)
-app.include_router(routes_classify.router)
-app.include_router(routes_detect.router)
+
+def create_app(backend: Backend | None = None) -> FastAPI:
+    """The API; ``backend`` can also be attached later as ``app.state.backend``."""
+    app = FastAPI(
+        title="Argos",
+        summary="Image classification and sliding-window detection",
+        responses={status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)},
+    )
+    app.state.backend = backend
+    app.include_router(classify.router)
+    app.include_router(detect.router)
+    app.add_exception_handler(ArgosError, _argos_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    return app
 
 
-@app.exception_handler(ArgosError)
 async def _argos_error(request: Request, error: ArgosError) -> JSONResponse:
     metrics.REJECTED.labels(endpoint=request.url.path, error=error.code).inc()
-    return JSONResponse(error.to_dict(), status_code=error.status_code)
+    return JSONResponse(error.to_dict(), status_code=error.status_code, headers=error.headers)
 
 
-@app.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(part) for part in issue['loc'][1:]) or 'request'}: {issue['msg']}"

@@ -1,41 +1,53 @@
-"""What the HTTP routes need from the running service, and how they get it."""
+"""What the HTTP routes need from the worker they run in, and how they get it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
-import bentoml
-import numpy as np
-from fastapi import Depends
+import anyio
+from fastapi import Depends, Request
 
-from service.card import ModelCard
+from service.errors import NotReady
+from service.http.admission import Admission
+from service.inference.model import ServedModel
 from service.settings import Settings
 
 T = TypeVar("T")
 
 
-class Backend(Protocol):
-    """The running ``Argos`` service, as the routes see it."""
+@dataclass
+class Backend:
+    """One worker's model, settings, admission control and preprocessing threads."""
 
-    card: ModelCard
     settings: Settings
+    model: ServedModel
+    admission: Admission = field(init=False)
+    _threads: anyio.CapacityLimiter = field(init=False)
 
-    async def in_worker_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run CPU-bound work off the event loop."""
-        ...
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.settings.max_inflight)
+        self._threads = anyio.CapacityLimiter(self.settings.preprocess_threads)
 
-    async def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """(1, H, W, 3) uint8 → probabilities, through adaptive batching."""
-        ...
-
-    async def classify_windows(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 window crops → probabilities, in fixed-size chunks."""
-        ...
-
-    async def dense_windows(self, image: np.ndarray, regions: np.ndarray) -> np.ndarray:
-        """One scaled image and N input regions → probabilities from pooled features."""
-        ...
+    async def in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run CPU-bound work (Pillow and numpy release the GIL) off the event loop."""
+        return await anyio.to_thread.run_sync(partial(func, *args, **kwargs), limiter=self._threads)
 
 
-CurrentBackend = Annotated[Backend, Depends(bentoml.get_current_service)]
+async def get_backend(request: Request) -> Backend:
+    """The worker's backend (async, so FastAPI does not hop to a thread to call it)."""
+    backend: Backend | None = getattr(request.app.state, "backend", None)
+    if backend is None:
+        raise NotReady("the model is still loading; retry shortly")
+    return backend
+
+
+CurrentBackend = Annotated[Backend, Depends(get_backend)]
+
+
+async def admitted(backend: CurrentBackend) -> AsyncIterator[None]:
+    """Dependency of inference routes: a place in this worker, or a 503."""
+    with backend.admission.slot():
+        yield

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from service import metrics
 from service.card import ModelCard
 from service.errors import InvalidParameter
-from service.http.backend import CurrentBackend
+from service.http.backend import CurrentBackend, admitted
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.postprocess import group_scores, top_k
@@ -21,7 +20,12 @@ router = APIRouter()
 DEFAULT_TOP_K = 5
 
 
-@router.post("/classify", response_model=ClassifyResponse, response_model_exclude_none=True)
+@router.post(
+    "/classify",
+    response_model=ClassifyResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(admitted)],
+)
 async def classify(
     request: Request,
     backend: CurrentBackend,
@@ -32,17 +36,18 @@ async def classify(
     groups: Annotated[bool, Query(description="also score the card's label groups")] = False,
 ) -> ClassifyResponse:
     """Classify one image sent as a multipart ``image`` field or as the raw body."""
-    card, settings = backend.card, backend.settings
+    settings, model = backend.settings, backend.model
+    card = model.card
     top_k_ = min(DEFAULT_TOP_K, len(card.labels)) if top_k_ is None else top_k_
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
     data = await read_image_upload(request, settings.max_upload_bytes)
-    pixels = await backend.in_worker_thread(
+    pixels = await backend.in_thread(
         prepare_bytes, data, card.preprocessing, max_pixels=settings.max_image_pixels
     )
     preprocessed = time.perf_counter()
-    probabilities = (await backend.classify(pixels[np.newaxis]))[0]
+    probabilities = await model.classify(pixels)
     finished = time.perf_counter()
 
     predictions = top_k(probabilities, card.labels, top_k_)
@@ -67,4 +72,4 @@ async def classify(
 @router.get("/model", response_model=ModelCard)
 async def model_card(backend: CurrentBackend) -> ModelCard:
     """The model card of the served model."""
-    return backend.card
+    return backend.model.card

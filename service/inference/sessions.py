@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ logger = logging.getLogger("argos.runtime")
 _GPU_PROVIDERS = ("CUDAExecutionProvider",)
 
 
+@cache
 def gpu_count() -> int:
     """Number of NVIDIA GPUs the driver reports; 0 when there is no driver."""
     try:

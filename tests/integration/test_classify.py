@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -84,30 +85,6 @@ def test_animated_gif_uses_its_first_frame(client: httpx.Client, images: Path) -
     assert top1(client.post("/classify", files={"image": data})) in CAT_CLASSES
 
 
-@pytest.mark.parametrize(
-    ("request_kwargs", "status", "error", "message"),
-    [
-        ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty_body", "empty"),
-        ({"files": {"file": b"x"}}, 400, "missing_image", "no 'image' field (it has ['file'])"),
-        ({"json": {"image": "abc"}}, 415, "unsupported_media_type", "'application/json'"),
-        ({"files": {"image": b"hello world"}}, 422, "invalid_image", "11 bytes"),
-        (
-            {"content": b"GIF89a\x01\x00", "headers": {"Content-Type": "image/gif"}},
-            422,
-            "invalid_image",
-            "",
-        ),
-    ],
-)
-def test_bad_uploads_get_a_clear_4xx(
-    client: httpx.Client, request_kwargs: dict, status: int, error: str, message: str
-) -> None:
-    reply = client.post("/classify", **request_kwargs)
-    assert reply.status_code == status
-    assert reply.json()["error"] == error
-    assert message in reply.json()["detail"]
-
-
 def test_truncated_photo_is_refused(client: httpx.Client, images: Path) -> None:
     data = (images / "cat_720p.jpg").read_bytes()
     reply = client.post("/classify", files={"image": data[: len(data) // 3]})
@@ -122,23 +99,6 @@ def test_decompression_bomb_is_refused_before_decoding(client: httpx.Client) -> 
     assert "12000x12000 = 144,000,000 pixels; the limit is 50,000,000" in reply.json()["detail"]
 
 
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        ("top_k=0", "top_k: Input should be greater than or equal to 1"),
-        ("top_k=1001", "top_k must be at most 1000, got 1001"),
-        ("top_k=five", "top_k: Input should be a valid integer"),
-    ],
-)
-def test_bad_parameters_get_422(
-    client: httpx.Client, images: Path, query: str, message: str
-) -> None:
-    reply = client.post(f"/classify?{query}", files={"image": (images / "cat.bmp").read_bytes()})
-    assert reply.status_code == 422
-    assert reply.json()["error"] == "invalid_parameter"
-    assert message in reply.json()["detail"]
-
-
 def test_model_card_is_served(client: httpx.Client) -> None:
     card = client.get("/model").json()
     assert len(card["labels"]) == 1000 and card["labels"][285] == "Egyptian_cat"
@@ -151,11 +111,21 @@ def test_probes_and_metrics(client: httpx.Client, images: Path) -> None:
     assert client.get("/readyz").status_code == 200
     client.post("/classify", files={"image": (images / "cat.bmp").read_bytes()})
     client.post("/classify", files={"image": b"not an image"})
-    metrics = client.get("/metrics").text
-    assert (
-        'argos_top1_predictions_total{label="Egyptian_cat",model="imagenet-mobilenetv2"}' in metrics
+    samples = [
+        sample
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+    ]
+    top1_counts = {
+        (s.labels["model"], s.labels["label"]): s.value
+        for s in samples
+        if s.name == "argos_top1_predictions_total"
+    }
+    assert top1_counts[("imagenet-mobilenetv2", "Egyptian_cat")] >= 1
+    assert any(
+        s.name == "argos_rejected_requests_total" and s.labels["error"] == "invalid_image"
+        for s in samples
     )
-    assert 'error="invalid_image"' in metrics
 
 
 def test_concurrent_requests_share_inference_batches(argos_url: str, images: Path) -> None:
@@ -167,12 +137,14 @@ def test_concurrent_requests_share_inference_batches(argos_url: str, images: Pat
     with ThreadPoolExecutor(max_workers=24) as pool:
         labels = list(pool.map(send, range(48)))
     assert set(labels) == {"chickadee"}
-    histogram = [
-        line
-        for line in httpx.get(f"{argos_url}/metrics").text.splitlines()
-        if line.startswith("bentoml_service_adaptive_batch_size_")
-        and 'method_name="classify"' in line
-    ]
-    count = sum(float(line.rsplit(" ", 1)[1]) for line in histogram if "_count{" in line)
-    total = sum(float(line.rsplit(" ", 1)[1]) for line in histogram if "_sum{" in line)
-    assert total >= 48 and count < total, histogram
+    scrape = httpx.get(f"{argos_url}/metrics").text
+    batches = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(scrape)
+        if family.name == "argos_batch_size"
+        for sample in family.samples
+        if sample.name.endswith(("_sum", "_count"))
+    }
+    # Requests that arrive while the runner is busy run together in its next batch.
+    assert batches["argos_batch_size_sum"] >= 48
+    assert batches["argos_batch_size_count"] < batches["argos_batch_size_sum"]

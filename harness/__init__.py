@@ -1,0 +1,1 @@
+"""Test and benchmark harness: real Argos servers on loopback."""

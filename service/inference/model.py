@@ -1,0 +1,98 @@
+"""A model as a worker serves it: its verified card, its onnxruntime sessions and runner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.card import ONNX_FILENAME, ModelCard, verify_artifact
+from service.inference.batcher import Scheduler
+from service.inference.runner import Runner
+from service.inference.sessions import OnnxModel
+from service.settings import Settings
+
+logger = logging.getLogger("argos.model")
+
+
+@dataclass(frozen=True)
+class DenseGraphs:
+    """The backbone and head graphs of dense sliding-window detection."""
+
+    backbone: OnnxModel
+    head: OnnxModel
+    stride: int
+
+
+@dataclass
+class ServedModel:
+    card: ModelCard
+    classifier: OnnxModel
+    dense: DenseGraphs | None
+    runner: Runner
+
+    @classmethod
+    def load(cls, directory: Path, settings: Settings) -> ServedModel:
+        """Verify an artifact, open its sessions, start its runner and warm it up."""
+        card = verify_artifact(directory)
+        spec = card.preprocessing
+        if not spec.scaling_in_graph:
+            raise ValueError(
+                f"{card.tag}: Argos feeds raw 0..255 pixels; export the model with its "
+                "input scaling inside the graph"
+            )
+
+        def session(filename: str, input_name: str, output_name: str) -> OnnxModel:
+            model = OnnxModel.load(
+                directory / filename,
+                providers=settings.providers,
+                threads=settings.onnxruntime_threads,
+            )
+            if (model.input_name, model.output_name) != (input_name, output_name):
+                raise ValueError(
+                    f"{card.tag}: {filename} maps {model.input_name!r} -> "
+                    f"{model.output_name!r}; the card says {input_name!r} -> {output_name!r}"
+                )
+            return model
+
+        classifier = session(ONNX_FILENAME, spec.input_name, spec.output_name)
+        dense = None
+        if card.dense is not None:
+            graphs = card.dense
+            dense = DenseGraphs(
+                backbone=session(graphs.backbone_file, spec.input_name, graphs.feature_name),
+                head=session(graphs.head_file, graphs.pooled_name, spec.output_name),
+                stride=graphs.stride,
+            )
+        scheduler: Scheduler[Any] = Scheduler(
+            max_batch_size=settings.batch_size,
+            max_queue_delay_s=settings.queue_delay_s,
+            max_queue_size=settings.max_inflight,
+            timeout_s=settings.queue_timeout_ms / 1000,
+        )
+        runner = Runner(card.name, classifier.run, scheduler)
+        served = cls(card, classifier, dense, runner)
+        served.warm_up(settings.batch_size)
+        logger.info("serving %s on %s", card.tag, classifier.providers)
+        return served
+
+    def warm_up(self, max_batch_size: int) -> None:
+        """Run every batch size the runner will use (powers of two), so that the first
+        requests do not pay for allocations and kernel selection."""
+        spec = self.card.preprocessing
+        size = 1
+        while size <= max_batch_size:
+            self.classifier.run(np.zeros((size, spec.height, spec.width, 3), dtype=np.uint8))
+            size *= 2
+
+    async def classify(self, pixels: np.ndarray) -> np.ndarray:
+        """One (H, W, 3) uint8 input → its (labels,) probabilities."""
+        return await self.runner.infer(pixels)
+
+    async def run_job(self, steps: Iterator[Any]) -> Any:
+        """A detection job, a bounded step per turn between classification batches."""
+        return await self.runner.run_job(steps)

@@ -1,0 +1,212 @@
+"""One model's inference thread: asyncio callers queue work, the thread runs it.
+
+The :class:`~service.inference.batcher.Scheduler` decides what runs next; this module
+only moves work between the event loop and the thread. onnxruntime releases the GIL while
+it computes, so the event loop keeps serving HTTP meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service import metrics
+from service.errors import Overloaded, QueueTimeout, ShuttingDown
+from service.inference.batcher import Batch, Job, Pending, QueueFull, Scheduler, Step, Wait
+
+logger = logging.getLogger("argos.runner")
+
+RunBatch = Callable[[np.ndarray], np.ndarray]
+THREAD_NAME_PREFIX = "runner:"
+
+
+@dataclass(eq=False)
+class _Call:
+    """Where a queued request's answer goes."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+    def answer(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.done()  # cancelled by a client that went away
+
+
+@dataclass(eq=False)
+class _Item:
+    pixels: np.ndarray
+    call: _Call
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Runner:
+    """Runs ``run_batch`` on stacked single requests and steps long jobs, on one thread."""
+
+    def __init__(
+        self,
+        name: str,
+        run_batch: RunBatch,
+        scheduler: Scheduler[_Item],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._run_batch = run_batch
+        self._scheduler = scheduler
+        self._clock = clock
+        self._wakeup = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"runner-{name}", daemon=True)
+        self._thread.start()
+
+    async def infer(self, pixels: np.ndarray) -> np.ndarray:
+        """One (H, W, C) input → its output row, batched with concurrent requests."""
+        call = self._call()
+        with self._wakeup:
+            self._refuse_if_closing()
+            try:
+                self._scheduler.submit(_Item(pixels, call), self._clock())
+            except QueueFull as error:
+                raise Overloaded(f"{self.name}: {error}; retry shortly") from None
+            self._wakeup.notify()
+        return await call.future
+
+    async def run_job(self, steps: Iterator[Any]) -> Any:
+        """Run a long job a step per turn, between batches; returns its return value."""
+        call = self._call()
+        with self._wakeup:
+            self._refuse_if_closing()
+            try:
+                self._scheduler.submit_job(steps, self._clock(), ticket=call)
+            except QueueFull as error:
+                raise Overloaded(f"{self.name}: {error}; retry shortly") from None
+            self._wakeup.notify()
+        return await call.future
+
+    def queued(self) -> int:
+        return len(self._scheduler)
+
+    def close(self) -> None:
+        """Refuse new work; queued work still runs, then the thread ends."""
+        with self._wakeup:
+            self._closing = True
+            self._wakeup.notify()
+
+    def abort(self, reason: str) -> int:
+        """Answer everything still queued with 503 (the drain's grace ran out)."""
+        with self._wakeup:
+            self._closing = True
+            requests, jobs = self._scheduler.drain()
+            self._wakeup.notify()
+        for pending in requests:
+            pending.item.call.answer(error=ShuttingDown(reason))
+        for job in jobs:
+            job.ticket.answer(error=ShuttingDown(reason))
+        return len(requests) + len(jobs)
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _call(self) -> _Call:
+        loop = asyncio.get_running_loop()
+        return _Call(loop, loop.create_future())
+
+    def _refuse_if_closing(self) -> None:
+        if self._closing:
+            raise ShuttingDown("the server is shutting down; retry on another replica")
+
+    def _loop(self) -> None:
+        _name_os_thread(f"{THREAD_NAME_PREFIX}{self.name}")
+        while (decision := self._next()) is not None:
+            if isinstance(decision, Batch):
+                self._run(decision.requests)
+            else:
+                self._step(decision.job)
+
+    def _next(self) -> Batch[_Item] | Step | None:
+        """Wait for work; None once closed and empty."""
+        with self._wakeup:
+            while True:
+                now = self._clock()
+                for pending in self._scheduler.expire(now):
+                    waited = now - pending.enqueued
+                    pending.item.call.answer(error=_queue_timeout(self.name, waited))
+                for job in self._scheduler.expire_jobs(now):
+                    job.ticket.answer(error=_queue_timeout(self.name, self._scheduler.timeout_s))
+                decision = self._scheduler.next(now)
+                if not isinstance(decision, Wait):
+                    return decision
+                if self._closing and not len(self._scheduler):
+                    return None
+                timeout = None if decision.until is None else max(0.0, decision.until - now)
+                self._wakeup.wait(timeout)
+
+    def _run(self, requests: list[Pending[_Item]]) -> None:
+        live = [pending.item for pending in requests if not pending.item.call.abandoned]
+        if not live:
+            return
+        metrics.BATCH_SIZE.labels(model=self.name).observe(len(live))
+        try:
+            outputs = self._run_batch(np.stack([item.pixels for item in live]))
+        except Exception as error:
+            if len(live) == 1:
+                live[0].call.answer(error=error)
+                return
+            logger.warning(
+                "%s: a batch of %d failed (%s); running each alone", self.name, len(live), error
+            )
+            for item in live:
+                self._run([Pending(item, 0.0, 0.0)])
+            return
+        for item, output in zip(live, outputs, strict=True):
+            item.call.answer(output)
+
+    def _step(self, job: Job) -> None:
+        call: _Call = job.ticket
+        try:
+            if call.abandoned:
+                raise StopIteration(None)
+            next(job.steps)
+        except StopIteration as done:
+            self._finish(job)
+            call.answer(done.value)
+        except Exception as error:
+            self._finish(job)
+            call.answer(error=error)
+
+    def _finish(self, job: Job) -> None:
+        with self._wakeup:
+            self._scheduler.finish_job(job)
+
+
+def _queue_timeout(name: str, waited_s: float) -> QueueTimeout:
+    return QueueTimeout(
+        f"{name}: the request waited {waited_s * 1000:.0f} ms in the inference queue and "
+        "was not run; the server is overloaded, retry shortly"
+    )
+
+
+def _name_os_thread(name: str) -> None:
+    """Show the runner thread's name to the OS (``top -H``, per-thread CPU accounting)."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])

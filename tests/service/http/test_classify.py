@@ -1,0 +1,156 @@
+"""/classify and /model in-process: uploads, errors, parameters, admission and drain."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.http.conftest import MakeClient
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (16, 16), mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_multipart_and_raw_body_give_the_same_answer(client: TestClient) -> None:
+    data = png((250, 10, 10))
+    multipart = client.post("/classify", files={"image": ("red.png", data, "image/png")})
+    raw = client.post("/classify", content=data, headers={"Content-Type": "image/png"})
+    assert multipart.status_code == raw.status_code == 200, multipart.text
+    assert multipart.json()["predictions"] == raw.json()["predictions"]
+    assert multipart.json()["predictions"][0]["label"] == "red"
+    assert multipart.json()["model"] == {"name": "colours", "version": "1"}
+
+
+def test_top_k_defaults_to_every_label_of_a_small_model_and_groups_on_request(
+    client: TestClient,
+) -> None:
+    reply = client.post("/classify?groups=true", content=png((10, 10, 250)),
+                        headers={"Content-Type": "image/png"})  # fmt: skip
+    body = reply.json()
+    assert [p["label"] for p in body["predictions"]][0] == "blue"
+    assert len(body["predictions"]) == 3
+    assert body["groups"] == [{"name": "warm", "score": body["predictions"][2]["score"]}]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error", "message"),
+    [
+        ({"content": b""}, 415, "unsupported_media_type", "has no Content-Type"),
+        ({"content": b"", "headers": {"Content-Type": "image/png"}}, 400, "empty_body", "empty"),
+        ({"content": b"x", "headers": {"Content-Type": "text/plain"}}, 415,
+         "unsupported_media_type", "'text/plain' is not accepted"),
+        ({"files": {"photo": ("a.png", b"x")}}, 400, "missing_image", "has no 'image' field"),
+        ({"data": {"image": "text"}, "files": {"other": ("a", b"x")}}, 400, "missing_image",
+         "text, not a file"),
+        ({"content": b"not an image", "headers": {"Content-Type": "image/jpeg"}}, 422,
+         "invalid_image", "not an image format"),
+        ({"content": png((1, 2, 3))[:40], "headers": {"Content-Type": "image/png"}}, 422,
+         "invalid_image", ""),
+    ],
+)  # fmt: skip
+def test_bad_uploads_get_a_clear_4xx(
+    client: TestClient, kwargs: dict, status: int, error: str, message: str
+) -> None:
+    reply = client.post("/classify", **kwargs)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["error"] == error
+    assert message in reply.json()["detail"]
+
+
+def test_an_upload_over_the_byte_limit_is_413(make_client: MakeClient) -> None:
+    client = make_client(max_upload_bytes=1000)
+    reply = client.post("/classify", content=b"\0" * 5000, headers={"Content-Type": "image/png"})
+    assert reply.status_code == 413
+    assert "the limit is 1,000 bytes" in reply.json()["detail"]
+
+
+def test_an_image_over_the_pixel_limit_is_413_before_decoding(make_client: MakeClient) -> None:
+    client = make_client(max_image_pixels=100)
+    reply = client.post("/classify", content=png((0, 0, 0), (20, 20)),
+                        headers={"Content-Type": "image/png"})  # fmt: skip
+    assert reply.status_code == 413
+    assert "20x20 = 400 pixels; the limit is 100" in reply.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("top_k=0", "top_k: Input should be greater than or equal to 1"),
+        ("top_k=4", "top_k must be at most 3, got 4"),
+        ("top_k=five", "top_k: Input should be a valid integer"),
+    ],
+)
+def test_bad_parameters_get_422(client: TestClient, query: str, message: str) -> None:
+    reply = client.post(f"/classify?{query}", content=png((1, 1, 1)),
+                        headers={"Content-Type": "image/png"})  # fmt: skip
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "invalid_parameter"
+    assert message in reply.json()["detail"]
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16", "1"])
+def test_every_mode_classifies(client: TestClient, mode: str) -> None:
+    buffer = io.BytesIO()
+    image = Image.new("RGB", (16, 16), (200, 30, 30)).convert(mode)
+    image.save(buffer, format="TIFF" if mode == "CMYK" else "PNG")
+    reply = client.post("/classify", files={"image": ("x", buffer.getvalue())})
+    assert reply.status_code == 200, reply.text
+
+
+def test_a_full_worker_refuses_with_503_and_retry_after_before_reading_the_body(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(max_inflight=1)
+    backend = client.app.state.backend
+    with backend.admission.slot():  # another request holds the only place
+        reply = client.post("/classify", content=b"ignored", headers={"Content-Type": "image/png"})
+    assert reply.status_code == 503
+    assert reply.headers["Retry-After"] == "1"
+    assert reply.json()["error"] == "overloaded"
+    assert "limit" in reply.json()["detail"]
+    assert backend.admission.inflight == 0
+    ok = client.post("/classify", content=png((9, 9, 9)), headers={"Content-Type": "image/png"})
+    assert ok.status_code == 200
+
+
+def test_a_draining_worker_refuses_new_requests_but_still_answers_probes_and_the_card(
+    client: TestClient,
+) -> None:
+    client.app.state.backend.admission.draining = True
+    reply = client.post("/classify", content=png((9, 9, 9)), headers={"Content-Type": "image/png"})
+    assert reply.status_code == 503
+    assert reply.json()["error"] == "shutting_down"
+    assert int(reply.headers["Retry-After"]) >= 1
+    assert client.get("/model").status_code == 200
+
+
+def test_refusals_are_counted_in_the_metrics(make_client: MakeClient) -> None:
+    client = make_client(max_inflight=1)
+    before = _rejections("overloaded")
+    with client.app.state.backend.admission.slot():
+        client.post("/classify", content=b"x", headers={"Content-Type": "image/png"})
+    assert _rejections("overloaded") == before + 1
+
+
+def test_the_model_card_is_served(client: TestClient) -> None:
+    card = client.get("/model").json()
+    assert card["labels"] == ["red", "green", "blue"]
+    assert card["preprocessing"]["input_size"] == [8, 8]
+
+
+def _rejections(code: str) -> float:
+    """argos_rejected_requests_total for one error code, from this process's registry."""
+    total = 0.0
+    for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
+        for sample in family.samples:
+            if sample.name == "argos_rejected_requests_total" and sample.labels["error"] == code:
+                total += sample.value
+    return total

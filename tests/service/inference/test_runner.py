@@ -1,0 +1,146 @@
+"""The runner thread: real batches of a small numpy function, real asyncio callers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from service.errors import Overloaded, QueueTimeout, ShuttingDown
+from service.inference.batcher import Scheduler
+from service.inference.runner import Runner
+
+
+def channel_sums(batch: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) → (N, C); refuses a batch holding a negative value."""
+    if (batch < 0).any():
+        raise ValueError("negative pixels")
+    return batch.sum(axis=(1, 2))
+
+
+def make_runner(run_batch=channel_sums, **changes: float) -> Runner:
+    options = {"max_batch_size": 8, "max_queue_delay_s": 0.0, "max_queue_size": 64, "timeout_s": 5}
+    return Runner("test", run_batch, Scheduler(**(options | changes)))
+
+
+def image(value: float) -> np.ndarray:
+    return np.full((2, 2, 3), value, dtype=np.float32)
+
+
+async def gather(runner: Runner, values: list[float]) -> list[object]:
+    return await asyncio.gather(
+        *(runner.infer(image(value)) for value in values), return_exceptions=True
+    )
+
+
+def test_concurrent_requests_get_their_own_rows() -> None:
+    runner = make_runner()
+    results = asyncio.run(gather(runner, [1, 2, 3, 4, 5]))
+    assert [float(result[0]) for result in results] == [4, 8, 12, 16, 20]
+
+
+def test_one_bad_item_never_fails_its_neighbours() -> None:
+    runner = make_runner()
+    results = asyncio.run(gather(runner, [1, -1, 3]))
+    assert float(results[0][0]) == 4 and float(results[2][0]) == 12
+    assert isinstance(results[1], ValueError)
+
+
+def test_a_full_queue_is_refused_with_503() -> None:
+    release = threading.Event()
+
+    def blocked(batch: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        return channel_sums(batch)
+
+    runner = make_runner(blocked, max_queue_size=2, max_batch_size=1)
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(runner.infer(image(1)))  # runs, blocked
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(runner.infer(image(1))) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        with pytest.raises(Overloaded) as refused:
+            await runner.infer(image(1))
+        assert refused.value.status_code == 503 and refused.value.headers["Retry-After"]
+        release.set()
+        return await asyncio.gather(first, *queued)
+
+    assert len(asyncio.run(scenario())) == 3
+
+
+def test_a_request_that_waits_past_its_deadline_gets_503_not_a_late_answer() -> None:
+    release = threading.Event()
+
+    def blocked(batch: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        return channel_sums(batch)
+
+    runner = make_runner(blocked, max_batch_size=1, timeout_s=0.1)
+
+    async def scenario() -> list[object]:
+        first = asyncio.ensure_future(runner.infer(image(1)))
+        await asyncio.sleep(0.05)
+        late = asyncio.ensure_future(runner.infer(image(2)))
+        await asyncio.sleep(0.2)
+        release.set()
+        return await asyncio.gather(first, late, return_exceptions=True)
+
+    first, late = asyncio.run(scenario())
+    assert float(first[0]) == 4
+    assert isinstance(late, QueueTimeout) and "waited" in late.detail
+
+
+def test_a_job_takes_turns_with_single_requests() -> None:
+    log: list[str] = []
+
+    def logged(batch: np.ndarray) -> np.ndarray:
+        log.append(f"batch of {len(batch)}")
+        return channel_sums(batch)
+
+    def job() -> Iterator[None]:
+        for step in range(3):
+            log.append(f"step {step}")
+            yield
+        return "done"
+
+    runner = make_runner(logged, max_batch_size=1)
+
+    async def scenario() -> list[object]:
+        started = asyncio.ensure_future(runner.run_job(job()))
+        singles = [asyncio.ensure_future(runner.infer(image(1))) for _ in range(2)]
+        return await asyncio.gather(started, *singles)
+
+    result, *_ = asyncio.run(scenario())
+    assert result == "done"
+    first_step = log.index("step 0")
+    assert log.index("batch of 1") < log.index("step 2"), log  # a single ran between steps
+    assert first_step < log.index("step 2")
+
+
+def test_abort_answers_queued_work_with_503_and_refuses_more() -> None:
+    release = threading.Event()
+
+    def blocked(batch: np.ndarray) -> np.ndarray:
+        release.wait(5)
+        return channel_sums(batch)
+
+    runner = make_runner(blocked, max_batch_size=1)
+
+    async def scenario() -> list[object]:
+        running = asyncio.ensure_future(runner.infer(image(1)))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(runner.infer(image(1)))
+        await asyncio.sleep(0.01)
+        assert runner.abort("drain time ran out") == 1
+        release.set()
+        with pytest.raises(ShuttingDown):
+            await runner.infer(image(1))
+        return await asyncio.gather(running, queued, return_exceptions=True)
+
+    running, queued = asyncio.run(scenario())
+    assert float(running[0]) == 4 and isinstance(queued, ShuttingDown)
+    assert runner.join(timeout=2)

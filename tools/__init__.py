@@ -1,1 +1,0 @@
-"""Developer tooling: local servers for tests, benchmarks and load tests."""
