@@ -108,7 +108,12 @@ class ControlDir:
             return 0
 
     def report(self, status: WorkerStatus) -> None:
-        _write_atomically(self.path / f"worker-{status.pid}.json", json.dumps(asdict(status)))
+        _write_atomically(self._status_path(status.pid), json.dumps(asdict(status)))
+
+    def withdraw(self, pid: int) -> None:
+        """Remove a stopped worker's report."""
+        with contextlib.suppress(OSError):
+            self._status_path(pid).unlink()
 
     def statuses(self) -> list[WorkerStatus]:
         """The reports of the workers of this server that are still running."""
@@ -119,6 +124,9 @@ class ControlDir:
                 if self._is_alive(status.pid):
                     reports.append(status)
         return reports
+
+    def _status_path(self, pid: int) -> Path:
+        return self.path / f"worker-{pid}.json"
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -156,6 +164,7 @@ class Controller(Generic[M]):
         self._poll_s = poll_s
         self._failures: dict[tuple[str, str], str] = {}
         self._generation = 0
+        self.desired = Desired(0, {})
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,10 +180,20 @@ class Controller(Generic[M]):
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following the desired state and close every model this worker serves."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        for name, models in self.registry.served().items():
+            for model in models:
+                self._close(self.registry.retire(name, model.card.version, self._drain_timeout_s))
+        self.control.withdraw(self.pid)
+
+    def is_serving_all(self) -> bool:
+        """Whether every model of the desired state has a version loaded here."""
+        served = self.registry.served()
+        return all(name in served for name in self.desired.models)
 
     def wake(self) -> None:
         """Look at the desired state now rather than at the next poll."""
@@ -199,6 +218,7 @@ class Controller(Generic[M]):
                 if version not in desired.models.get(name, []):
                     self._retire(name, version)
         self._generation = desired.generation
+        self.desired = desired
         self.control.report(self.status())
 
     def status(self) -> WorkerStatus:
