@@ -15,14 +15,15 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 import bentoml
 
 from service.http.app import create_app
 from service.http.backend import Backend
-from service.inference.model import ServedModel
+from service.repository.control import ControlDir
+from service.repository.serving import serve_models
+from service.repository.store import BentoStore, resolve_all
 from service.settings import get_settings
 
 logger = logging.getLogger("argos.service")
@@ -61,19 +62,21 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
     logging={"access": {"enabled": settings.access_log}},
 )
 class Argos:
-    """One worker: the model, its runner, and the API's view of them."""
+    """One worker: the models, their runners, and the API's view of them."""
 
-    artifact = bentoml.models.BentoModel(settings.model)
+    artifact = bentoml.models.BentoModel(settings.model_tags[0])  # packaged into bentos
 
     def __init__(self) -> None:
         _log_through_bentoml()
-        model = ServedModel.load(Path(self.artifact.path), settings)
-        self.backend = Backend(settings, model)
+        store = BentoStore()
+        control = ControlDir.for_server(settings.control_dir)
+        models = resolve_all(store, settings.model_tags)
+        self.backend = Backend(settings, store, serve_models(settings, store, control, models))
         app.state.backend = self.backend
         _before_sigterm(self.drain)
 
     def __is_ready__(self) -> bool:
-        return not self.backend.admission.draining
+        return self.backend.is_ready()
 
     def drain(self) -> None:
         """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
@@ -81,16 +84,16 @@ class Argos:
             return
         self.backend.admission.draining = True
         logger.info("draining: %d requests held", self.backend.admission.inflight)
-        runner = self.backend.model.runner
-        deadline = threading.Timer(
-            settings.drain_timeout_s, runner.abort, args=("the server's drain time ran out",)
-        )
+        deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True
         deadline.start()
 
+    def _abort(self) -> None:
+        for models in self.backend.models.served().values():
+            for model in models:
+                model.runner.abort("the server's drain time ran out")
+
     @bentoml.on_shutdown
     def close(self) -> None:
-        """After the last connection closed: stop the runner thread."""
-        runner = self.backend.model.runner
-        runner.close()
-        runner.join(settings.drain_timeout_s)
+        """After the last connection closed: stop the runner threads."""
+        self.backend.controller.stop()

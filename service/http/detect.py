@@ -12,16 +12,18 @@ from fastapi.responses import Response
 from PIL import Image
 
 from service import metrics
+from service.card import Preprocessing
 from service.detection.merge import Detection, WindowScores, class_scores, select
 from service.detection.params import DetectParams
 from service.detection.plan import Scale, plan, targets
 from service.detection.render import draw
 from service.detection.scoring import dense_steps, exact_steps
 from service.errors import InvalidParameter
-from service.http.backend import Backend, CurrentBackend, admitted
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, LeasedModel, admitted
 from service.http.schemas import Detection as DetectionBody
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
+from service.inference.model import ServedModel
 from service.preprocessing import load_rgb, open_image
 
 router = APIRouter(dependencies=[Depends(admitted)])
@@ -37,11 +39,13 @@ class _Result:
 
 
 @router.post("/detect", response_model=DetectResponse)
-async def detect(request: Request, backend: CurrentBackend, params: Params) -> DetectResponse:
+async def detect(
+    request: Request, backend: CurrentBackend, model: LeasedModel, params: Params
+) -> DetectResponse:
     """Find the requested classes in one image by classifying overlapping windows."""
     started = time.perf_counter()
-    result = await _run(request, backend, params)
-    card = backend.model.card
+    result = await _run(request, backend, model, params)
+    card = model.card
     return DetectResponse(
         model=ModelRef(name=card.name, version=card.version),
         mode=params.mode,
@@ -63,22 +67,26 @@ async def detect(request: Request, backend: CurrentBackend, params: Params) -> D
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}},
 )
-async def detect_render(request: Request, backend: CurrentBackend, params: Params) -> Response:
+async def detect_render(
+    request: Request, backend: CurrentBackend, model: LeasedModel, params: Params
+) -> Response:
     """The same detection, drawn: boxes on the image beside a heatmap of window scores."""
-    result = await _run(request, backend, params)
+    result = await _run(request, backend, model, params)
     png = await backend.in_thread(draw, result.rgb, result.windows, result.detections)
-    return Response(content=png, media_type="image/png")
+    return Response(content=png, media_type="image/png", headers={MODEL_HEADER: model.card.tag})
 
 
-async def _run(request: Request, backend: Backend, params: DetectParams) -> _Result:
-    model, settings = backend.model, backend.settings
+async def _run(
+    request: Request, backend: Backend, model: ServedModel, params: DetectParams
+) -> _Result:
+    settings = backend.settings
     card, spec = model.card, model.card.preprocessing
     if params.mode == "dense" and model.dense is None:
         raise InvalidParameter(f"{card.tag} has no dense backbone/head graphs; use mode=exact")
     wanted = targets(card, params.classes)
     data = await read_image_upload(request, settings.max_upload_bytes)
     started = time.perf_counter()
-    rgb, scales = await backend.in_thread(_open_and_plan, data, params, backend)
+    rgb, scales = await backend.in_thread(_open_and_plan, data, params, backend, spec)
     boxes = np.concatenate([scale.boxes for scale in scales])
     queued = time.perf_counter()
     if params.mode == "exact":
@@ -99,9 +107,9 @@ async def _run(request: Request, backend: Backend, params: DetectParams) -> _Res
 
 
 def _open_and_plan(
-    data: bytes, params: DetectParams, backend: Backend
+    data: bytes, params: DetectParams, backend: Backend, spec: Preprocessing
 ) -> tuple[Image.Image, list[Scale]]:
     """Decode the upload and lay out its windows (refusing too many), off the event loop."""
-    settings, spec = backend.settings, backend.model.card.preprocessing
+    settings = backend.settings
     rgb = load_rgb(open_image(data, max_pixels=settings.max_image_pixels))
     return rgb, plan(rgb.width, rgb.height, params, spec, settings.detect_max_windows)
