@@ -15,6 +15,7 @@ from service.errors import ArgosError, InvalidParameter
 from service.http import classify, detect, models
 from service.http.backend import Backend
 from service.http.schemas import ErrorResponse
+from service.http.v2 import routes as v2
 
 
 def create_app(backend: Backend | None = None) -> FastAPI:
@@ -28,6 +29,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app.include_router(classify.router)
     app.include_router(detect.router)
     app.include_router(models.router)
+    app.include_router(v2.router)
     app.add_exception_handler(ArgosError, _argos_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     return app

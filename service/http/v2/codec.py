@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType
-from service.http.v2.errors import InvalidTensor
+from service.http.v2.errors import InvalidTensor, describe
 from service.http.v2.schemas import InferenceRequest, RequestInput, ResponseOutput
 
 INFERENCE_HEADER = "Inference-Header-Content-Length"
@@ -108,7 +108,7 @@ def parse_request(body: bytes, header_length: str | None) -> DecodedRequest:
     try:
         request = InferenceRequest.model_validate_json(json_part)
     except ValidationError as error:
-        raise InvalidTensor(f"the inference request is not valid: {_describe(error)}") from None
+        raise InvalidTensor(f"the inference request is not valid: {describe(error)}") from None
     names = [tensor.name for tensor in request.inputs]
     if len(set(names)) != len(names):
         raise InvalidTensor(f"input names must be unique, got {names}")
@@ -372,10 +372,3 @@ def _json_tensor(output: OutputTensor) -> list[Any]:
     if output.datatype == "BYTES":
         return [element.decode() for element in output.array.ravel()]
     return output.array.ravel().tolist()
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or 'body'}: {issue['msg']}"
-        for issue in error.errors(include_url=False)
-    )

@@ -14,6 +14,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from service import metrics
 from service.errors import ArgosError
@@ -29,6 +30,11 @@ class InvalidTensor(ArgosError):
     code = "invalid_tensor"
 
 
+class UnknownEndpoint(ArgosError):
+    status_code = 404
+    code = "unknown_endpoint"
+
+
 def protocol_status(error: ArgosError) -> int:
     """The HTTP status of ``error`` on the ``/v2`` routes."""
     return _PROTOCOL_STATUS.get(error.status_code, error.status_code)
@@ -36,8 +42,15 @@ def protocol_status(error: ArgosError) -> int:
 
 def error_reply(error: ArgosError) -> JSONResponse:
     """``{"error": detail}`` with the protocol's status (and any headers the error carries)."""
-    headers: dict[str, str] | None = getattr(error, "headers", None)
-    return JSONResponse({"error": error.detail}, protocol_status(error), headers=headers)
+    return JSONResponse({"error": error.detail}, protocol_status(error), headers=error.headers)
+
+
+def describe(error: ValidationError) -> str:
+    """Each invalid field of a body, and what was wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or 'body'}: {issue['msg']}"
+        for issue in error.errors(include_url=False)
+    )
 
 
 def describe_validation_error(error: RequestValidationError) -> str:
