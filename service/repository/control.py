@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -111,9 +112,12 @@ class ControlDir:
         _write_atomically(self._status_path(status.pid), json.dumps(asdict(status)))
 
     def withdraw(self, pid: int) -> None:
-        """Remove a stopped worker's report."""
-        with contextlib.suppress(OSError):
-            self._status_path(pid).unlink()
+        """Remove a stopped worker's report; the last worker to leave removes the folder."""
+        with self._locked():
+            with contextlib.suppress(OSError):
+                self._status_path(pid).unlink()
+            if not self.statuses():
+                shutil.rmtree(self.path, ignore_errors=True)
 
     def statuses(self) -> list[WorkerStatus]:
         """The reports of the workers of this server that are still running."""
@@ -260,7 +264,6 @@ class Controller(Generic[M]):
             self._failures[(name, version)] = f"{name}:{version} could not be loaded: {error}"
             return
         self.registry.add(model)
-        logger.info("loaded %s:%s", name, version)
 
     def _retire(self, name: str, version: str) -> None:
         model = self.registry.retire(name, version, self._drain_timeout_s)

@@ -107,3 +107,15 @@ def test_waiting_for_a_worker_that_lags_behind_gives_up(control, workers):
     )
     with pytest.raises(ModelsChanging, match=r"\[999\]"):
         asyncio.run(workers[0].settled(1, timeout_s=0.05))
+
+
+def test_stopping_closes_every_model_and_the_last_worker_removes_the_folder(control):
+    first, second = worker(control, 201), worker(control, 202)
+    first.start(INITIAL)
+    second.start(INITIAL)
+    models = [m for w in (first, second) for ms in w.registry.served().values() for m in ms]
+    first.stop()
+    assert [s.pid for s in control.statuses()] == [202]
+    second.stop()
+    assert all(model.closed for model in models)
+    assert not control.path.exists()
