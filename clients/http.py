@@ -99,11 +99,14 @@ class ArgosClient:
         base_url: str,
         timeout: float = 10.0,
         connect_timeout: float | None = None,
+        model: str | None = None,
     ) -> None:
+        """``model`` names one of the server's models (default: the server's default)."""
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=connect_timeout or timeout),
+            params={"model": model} if model else None,
         )
 
     def classify(self, image: bytes | Path, top_k: int = 5, groups: bool = True) -> ClassifyResult:
@@ -116,7 +119,7 @@ class ArgosClient:
         return _parse(DetectResult, self._post("/detect", image, params))
 
     def model_card(self) -> ModelCard:
-        """The card of the model the server runs."""
+        """The card of the model the client uses."""
         return _parse(ModelCard, self._send("GET", "/model"))
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ import tritonclient.http as triton
 import yaml
 from tritonclient.utils import InferenceServerException
 
+from clients.http import ArgosClient
+from clients.petdoor.cli import main as petdoor
 from harness.local_server import local_server
 from training import store
 
@@ -191,3 +193,20 @@ def test_unload_load_and_rollback_without_a_failed_request(url: str, photo: byte
     with httpx.Client(base_url=url, timeout=60) as http:
         versions = [(m["name"], m["version"]) for m in http.get("/models").json()["models"]]
     assert ("pets", PETS_VERSIONS[0]) in versions and ("pets", PETS_VERSIONS[-1]) not in versions
+
+
+def test_the_pet_door_uses_doggy_door_from_the_server_that_serves_imagenet(
+    url: str, shared_dir: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("allow: [bo]\ndeny: []\ndebounce_frames: 1\n")
+    audit = tmp_path / "audit.jsonl"
+    bo = shared_dir / "data" / "doggy_door" / "bo" / "bo_1.jpg"
+    arguments = ["--url", url, "--model", "doggy-door", "--policy", str(policy), "--file", str(bo)]
+    assert petdoor([*arguments, "--once", "--audit-log", str(audit), "--timeout", "60"]) == 0
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    (record,) = [record for record in records if "top" in record]
+    assert {entry["label"] for entry in record["top"]} == {"bo", "not_bo"}
+    with ArgosClient(url, timeout=60, model="doggy-door") as client:
+        assert client.model_card().labels == ["bo", "not_bo"]
+        assert client.classify(bo, top_k=1).predictions[0].label == record["top"][0]["label"]
