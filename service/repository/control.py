@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Generic
 
-from service.errors import ModelsChanging
+from service.errors import ModelLoadFailed, ModelsChanging, UnknownModel
 from service.repository.registry import M, Registry
 
 logger = logging.getLogger("argos.repository")
@@ -234,6 +235,35 @@ class Controller(Generic[M]):
             models.setdefault(name, {})[version] = VersionState(UNAVAILABLE, reason)
         return WorkerStatus(self.pid, self._generation, models)
 
+    async def load(self, name: str, version: str, timeout_s: float) -> None:
+        """Serve ``name:version`` on every worker, as the name's default version; raises
+        :class:`ModelLoadFailed` (and drops the version again) when it cannot be loaded."""
+        statuses = await self._apply(partial(with_version, name=name, version=version), timeout_s)
+        reasons = {
+            state.reason
+            for status in statuses
+            if (state := status.models.get(name, {}).get(version)) and state.state != READY
+        }
+        if reasons:
+            await self._apply(partial(without_version, name=name, version=version), timeout_s)
+            raise ModelLoadFailed("; ".join(sorted(reasons)))
+
+    async def unload(self, name: str, version: str | None, timeout_s: float) -> None:
+        """Stop serving one version of ``name`` (None: every version) on every worker."""
+        loaded = self.control.read().models
+        if name not in loaded or (version is not None and version not in loaded[name]):
+            what = name if version is None else f"{name}:{version}"
+            listed = ", ".join(f"{n}:{v}" for n, vs in loaded.items() for v in vs) or "nothing"
+            raise UnknownModel(f"{what} is not loaded; loaded: {listed}")
+        await self._apply(partial(without_version, name=name, version=version), timeout_s)
+
+    async def _apply(
+        self, edit: Callable[[Versions], Versions], timeout_s: float
+    ) -> list[WorkerStatus]:
+        desired = await asyncio.to_thread(self.control.change, edit)
+        self.wake()
+        return await self.settled(desired.generation, timeout_s)
+
     async def settled(self, generation: int, timeout_s: float) -> list[WorkerStatus]:
         """Wait until every live worker has applied ``generation``; their reports."""
         deadline = time.monotonic() + timeout_s
@@ -283,6 +313,18 @@ class Controller(Generic[M]):
                 self.reconcile(self.control.read())
             except Exception:
                 logger.exception("could not follow the desired model state")
+
+
+def with_version(models: Versions, *, name: str, version: str) -> Versions:
+    """``models`` with ``name:version`` added (or moved) last: the name's default."""
+    return models | {name: [v for v in models.get(name, []) if v != version] + [version]}
+
+
+def without_version(models: Versions, *, name: str, version: str | None) -> Versions:
+    """``models`` without ``name:version`` (None: without any version of ``name``)."""
+    kept = [v for v in models.get(name, []) if version is not None and v != version]
+    others = {other: versions for other, versions in models.items() if other != name}
+    return others | ({name: kept} if kept else {})
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from service import metrics
 from service.card import ModelCard
-from service.errors import ArgosError, ModelLoadFailed, UnknownModel
+from service.errors import ArgosError
 from service.http.backend import Backend, CurrentBackend, admitted
 from service.http.uploads import IMAGE_FIELD, _read_body
 from service.http.v2 import codec
@@ -186,32 +186,9 @@ async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> Rep
     becomes the model's default version. Versions loaded before stay loaded."""
     options = await _repository_request(request)
     name, wanted = _split_tag(tag, options)
-    name, loaded = await backend.in_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
-    controller = backend.controller
-
-    def add(models: dict[str, list[str]]) -> dict[str, list[str]]:
-        return models | {name: [v for v in models.get(name, []) if v != loaded] + [loaded]}
-
-    desired = await backend.in_thread(controller.control.change, add)
-    controller.wake()
-    statuses = await controller.settled(desired.generation, backend.settings.request_timeout_s)
-    reasons = {
-        state.reason
-        for status in statuses
-        if (state := status.models.get(name, {}).get(loaded)) is not None and state.state != READY
-    }
-    if reasons:
-
-        def remove(models: dict[str, list[str]]) -> dict[str, list[str]]:
-            versions = [v for v in models.get(name, []) if v != loaded]
-            return {k: v for k, v in models.items() if k != name} | (
-                {name: versions} if versions else {}
-            )
-
-        await backend.in_thread(controller.control.change, remove)
-        controller.wake()
-        raise ModelLoadFailed("; ".join(sorted(reasons)))
-    return RepositoryModel(name=name, version=loaded, state=READY)
+    name, version = await backend.in_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
+    await backend.controller.load(name, version, backend.settings.request_timeout_s)
+    return RepositoryModel(name=name, version=version, state=READY)
 
 
 @router.post("/repository/models/{tag}/unload", response_model=RepositoryModel)
@@ -220,22 +197,7 @@ async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> R
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
     options = await _repository_request(request)
     name, wanted = _split_tag(tag, options)
-    controller = backend.controller
-    served = controller.control.read().models
-    if name not in served or (wanted is not None and wanted not in served[name]):
-        what = name if wanted is None else f"{name}:{wanted}"
-        loaded = ", ".join(f"{n}:{v}" for n, vs in served.items() for v in vs) or "none"
-        raise UnknownModel(f"{what} is not loaded; loaded: {loaded}")
-
-    def remove(models: dict[str, list[str]]) -> dict[str, list[str]]:
-        versions = [v for v in models.get(name, []) if wanted is not None and v != wanted]
-        return {k: v for k, v in models.items() if k != name} | (
-            {name: versions} if versions else {}
-        )
-
-    desired = await backend.in_thread(controller.control.change, remove)
-    controller.wake()
-    await controller.settled(desired.generation, backend.settings.request_timeout_s)
+    await backend.controller.unload(name, wanted, backend.settings.request_timeout_s)
     return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
 
 

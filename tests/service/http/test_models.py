@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.service.http.conftest import MakeClient
 from tests.service.http.test_classify import png
 
@@ -69,3 +72,15 @@ def test_unloading_a_model_makes_it_unknown_and_loading_brings_it_back(
     assert loaded.status_code == 200, loaded.text
     assert loaded.json() == {"name": "shades", "version": "1", "state": "READY", "reason": ""}
     assert client.post("/classify?model=shades", **RED).status_code == 200
+
+
+def test_metrics_label_the_model_with_its_version(make_client: MakeClient) -> None:
+    client = make_client({"colours": ["1"], "shades": ["1"]})
+    assert client.post("/classify?model=shades", **RED).status_code == 200
+    labelled = {
+        (sample.name, sample.labels.get("model"))
+        for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+        for sample in family.samples
+    }
+    assert ("argos_top1_predictions_total", "shades:1") in labelled
+    assert ("argos_batch_size_count", "shades:1") in labelled

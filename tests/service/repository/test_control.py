@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ModelsChanging
+from service.errors import ModelLoadFailed, ModelsChanging, UnknownModel
 from service.repository.control import READY, UNAVAILABLE, ControlDir, Controller, WorkerStatus
 from service.repository.registry import Registry
 from tests.service.repository.fakes import FakeModel, close, load
@@ -119,3 +119,21 @@ def test_stopping_closes_every_model_and_the_last_worker_removes_the_folder(cont
     second.stop()
     assert all(model.closed for model in models)
     assert not control.path.exists()
+
+
+def test_load_and_unload_reach_every_worker(workers):
+    asyncio.run(workers[0].load("pets", "2", timeout_s=5))
+    assert [w.registry.get("pets").card.version for w in workers] == ["2", "2"]
+    asyncio.run(workers[1].unload("pets", None, timeout_s=5))
+    assert [served(w) for w in workers] == [{"imagenet": ["1"]}] * 2
+
+
+def test_a_failed_load_says_why_and_is_dropped_from_the_desired_state(control, workers):
+    with pytest.raises(ModelLoadFailed, match="sha256"):
+        asyncio.run(workers[0].load("pets", "broken", timeout_s=5))
+    assert control.read().models == INITIAL
+
+
+def test_unloading_what_is_not_loaded_names_what_is(workers):
+    with pytest.raises(UnknownModel, match="pets:7 is not loaded; loaded: imagenet:1, pets:1"):
+        asyncio.run(workers[0].unload("pets", "7", timeout_s=5))
