@@ -122,7 +122,9 @@ def test_tritonclient_infers_doggy_door_as_classify_does(url: str, photo: bytes)
     assert client.is_model_ready("doggy-door")
     metadata = client.get_model_metadata("doggy-door")
     assert metadata["inputs"][0] == {"name": "image", "datatype": "BYTES", "shape": [-1]}
-    result = client.infer("doggy-door", [images_input(photo, photo)])
+    result = client.infer(
+        "doggy-door", [images_input(photo, photo)], request_compression_algorithm="gzip"
+    )
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (2, 2)
     with httpx.Client(base_url=url, timeout=60) as http:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from importlib.metadata import PackageNotFoundError, version
+from importlib import metadata
 from typing import Annotated, TypeVar
 
 import numpy as np
@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from service import metrics
 from service.card import ModelCard
-from service.errors import ArgosError
-from service.http.backend import Backend, CurrentBackend, admitted
+from service.errors import ArgosError, InvalidParameter
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, admitted
 from service.http.uploads import IMAGE_FIELD, _read_body
 from service.http.v2 import codec
 from service.http.v2.errors import InvalidTensor, ProtocolRoute, UnknownEndpoint, describe
@@ -123,13 +123,12 @@ async def infer(
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
     settings = backend.settings
+    max_body_bytes = settings.max_upload_bytes + JSON_OVERHEAD_BYTES
     with backend.models.lease(name, version) as model:
         card = model.card
         started = time.perf_counter()
-        body = await _read_body(request, settings.max_upload_bytes + JSON_OVERHEAD_BYTES)
-        body = codec.decompress(
-            body, request.headers.get("content-encoding"), settings.max_upload_bytes
-        )
+        body = await _read_body(request, max_body_bytes)
+        body = codec.decompress(body, request.headers.get("content-encoding"), max_body_bytes)
         decoded = codec.parse_request(body, request.headers.get(codec.INFERENCE_HEADER))
         tensor = _image_input(decoded)
         images = codec.images_of(
@@ -156,7 +155,7 @@ async def infer(
         request_id=decoded.request.id,
         outputs=codec.probability_outputs(probabilities, card.labels, wanted),
     )
-    return Response(encoded.body, headers=encoded.headers)
+    return Response(encoded.body, headers=encoded.headers | {MODEL_HEADER: card.tag})
 
 
 @router.post("/repository/index", response_model=list[RepositoryModel])
@@ -230,7 +229,7 @@ def _parse(schema: type[Message], body: bytes) -> Message:
     try:
         return schema.model_validate_json(body or b"{}")
     except ValidationError as error:
-        raise InvalidTensor(f"the body is not a {schema.__name__}: {describe(error)}") from None
+        raise InvalidParameter(f"the body is not a {schema.__name__}: {describe(error)}") from None
 
 
 async def _small_body(request: Request) -> bytes:
@@ -243,7 +242,7 @@ async def _repository_request(request: Request) -> RepositoryRequest:
         key for key in options.parameters if key == "config" or key.startswith("file:")
     )
     if unsupported:
-        raise InvalidTensor(
+        raise InvalidParameter(
             f"Argos loads models from its BentoML store and takes no {unsupported}; choose a "
             "version with parameters.version or a tag name:version in the path"
         )
@@ -254,14 +253,16 @@ def _split_tag(tag: str, options: RepositoryRequest) -> tuple[str, str | None]:
     name, _, in_path = tag.partition(":")
     given = options.parameters.get("version")
     if given is not None and not isinstance(given, str):
-        raise InvalidTensor(f"parameters.version must be a string, got {given!r}")
+        raise InvalidParameter(f"parameters.version must be a string, got {given!r}")
     if in_path and given and in_path != given:
-        raise InvalidTensor(f"the path asks for version {in_path!r}, parameters.version {given!r}")
+        raise InvalidParameter(
+            f"the path asks for version {in_path!r}, parameters.version {given!r}"
+        )
     return name, in_path or given or None
 
 
 def _argos_version() -> str:
     try:
-        return version("argos")
-    except PackageNotFoundError:
+        return metadata.version("argos")
+    except metadata.PackageNotFoundError:
         return "unknown"

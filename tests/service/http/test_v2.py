@@ -87,9 +87,9 @@ def test_unknown_models_versions_and_endpoints_are_404_in_the_protocol_shape(
 
 
 def test_binary_inference_matches_classify_image_for_image(client: TestClient) -> None:
-    answer = result(
-        client.post("/v2/models/colours/infer", **binary_request([RED, GREEN], request_id="7"))
-    )
+    reply = client.post("/v2/models/colours/infer", **binary_request([RED, GREEN], request_id="7"))
+    assert reply.headers["X-Argos-Model"] == "colours:1"
+    answer = result(reply)
     probabilities = answer.as_numpy("probabilities")
     assert probabilities.dtype == np.float32 and probabilities.shape == (2, 3)
     assert answer.get_response()["model_name"] == "colours"
