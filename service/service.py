@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 import bentoml
 
@@ -26,6 +27,7 @@ from service.repository.serving import serve_models
 from service.repository.store import BentoStore, resolve_all
 from service.settings import get_settings
 
+T = TypeVar("T")
 logger = logging.getLogger("argos.service")
 settings = get_settings()
 app = create_app()
@@ -54,6 +56,18 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def _packaging(tags: list[str]) -> Callable[[type[T]], type[T]]:
+    """Declare each model as a ``BentoModel`` attribute, so that ``bentoml build`` packages
+    every model of ``ARGOS_MODELS`` into the bento."""
+
+    def declare(cls: type[T]) -> type[T]:
+        for index, tag in enumerate(tags):
+            setattr(cls, f"artifact_{index}", bentoml.models.BentoModel(tag))
+        return cls
+
+    return declare
+
+
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name="argos",
@@ -61,10 +75,9 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
 )
+@_packaging(settings.model_tags)
 class Argos:
     """One worker: the models, their runners, and the API's view of them."""
-
-    artifact = bentoml.models.BentoModel(settings.model_tags[0])  # packaged into bentos
 
     def __init__(self) -> None:
         _log_through_bentoml()
