@@ -122,6 +122,8 @@ def test_tritonclient_infers_doggy_door_as_classify_does(url: str, photo: bytes)
     assert client.is_model_ready("doggy-door")
     metadata = client.get_model_metadata("doggy-door")
     assert metadata["inputs"][0] == {"name": "image", "datatype": "BYTES", "shape": [-1]}
+    config = client.get_model_config("doggy-door")
+    assert (config["max_batch_size"], config["output"][0]["dims"]) == (0, [-1, 2])
     result = client.infer(
         "doggy-door", [images_input(photo, photo)], request_compression_algorithm="gzip"
     )

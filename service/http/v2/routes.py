@@ -26,6 +26,8 @@ from service.http.uploads import IMAGE_FIELD, _read_body
 from service.http.v2 import codec
 from service.http.v2.errors import InvalidTensor, ProtocolRoute, UnknownEndpoint, describe
 from service.http.v2.schemas import (
+    ConfigTensor,
+    ModelConfig,
     ModelMetadata,
     ModelReady,
     RepositoryIndexRequest,
@@ -87,10 +89,23 @@ async def model_metadata(
         versions=[model.card.version for model in backend.models.served()[card.name]],
         platform=PLATFORM,
         inputs=[TensorMetadata(name=IMAGE_FIELD, datatype="BYTES", shape=[-1])],
-        outputs=[
-            TensorMetadata(
-                name=card.preprocessing.output_name, datatype="FP32", shape=[-1, len(card.labels)]
-            )
+        outputs=[TensorMetadata(name=_output(card), datatype="FP32", shape=[-1, len(card.labels)])],
+    )
+
+
+@router.get("/models/{name}/config", response_model=ModelConfig)
+@router.get("/models/{name}/versions/{version}/config", response_model=ModelConfig)
+async def model_config(
+    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> ModelConfig:
+    """The same in the shape of Triton's model configuration."""
+    card = backend.models.get(name, version).card
+    return ModelConfig(
+        name=card.name,
+        platform=PLATFORM,
+        input=[ConfigTensor(name=IMAGE_FIELD, data_type="TYPE_STRING", dims=[-1])],
+        output=[
+            ConfigTensor(name=_output(card), data_type="TYPE_FP32", dims=[-1, len(card.labels)])
         ],
     )
 
@@ -134,9 +149,7 @@ async def infer(
         images = codec.images_of(
             tensor, decoded.binary.get(tensor.name), max_images=settings.batch_size
         )
-        wanted = codec.requested_outputs(
-            decoded.request, [card.preprocessing.output_name], labels=len(card.labels)
-        )
+        wanted = codec.requested_outputs(decoded.request, [_output(card)], labels=len(card.labels))
         pixels = await asyncio.gather(
             *(_prepare(backend, card, i, x) for i, x in enumerate(images))
         )
@@ -203,6 +216,10 @@ async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> R
 @router.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
 async def not_found(path: str) -> None:
     raise UnknownEndpoint(f"/v2/{path} is not an endpoint of the Open Inference Protocol")
+
+
+def _output(card: ModelCard) -> str:
+    return card.preprocessing.output_name
 
 
 def _image_input(decoded: codec.DecodedRequest) -> RequestInput:

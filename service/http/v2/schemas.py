@@ -74,6 +74,22 @@ class ModelMetadata(_Message):
     outputs: list[TensorMetadata]
 
 
+class ConfigTensor(_Message):
+    name: str
+    data_type: str = Field(description="Triton's TYPE_* name")
+    dims: list[int] = Field(description="the full shape (max_batch_size is 0), -1 variable")
+
+
+class ModelConfig(_Message):
+    """The part of Triton's model configuration that clients such as perf_analyzer read."""
+
+    name: str
+    platform: str
+    max_batch_size: int = Field(0, description="0: the dims include the batch dimension")
+    input: list[ConfigTensor]
+    output: list[ConfigTensor]
+
+
 class ModelReady(_Message):
     name: str
     ready: bool

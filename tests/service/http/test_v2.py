@@ -69,6 +69,11 @@ def test_model_metadata_describes_images_in_and_probabilities_out(
         assert metadata["outputs"] == [
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}
         ]
+    config = client.get("/v2/models/colours/versions/2/config").json()
+    assert config["input"] == [{"name": "image", "data_type": "TYPE_STRING", "dims": [-1]}]
+    assert config["output"] == [
+        {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [-1, 3]}
+    ]
     assert client.get("/v2/models/colours/ready").json() == {"name": "colours", "ready": True}
     assert client.get("/v2/models/colours/versions/2/ready").status_code == 200
 
