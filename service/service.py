@@ -11,6 +11,7 @@ when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -81,12 +82,18 @@ class Argos:
 
     def __init__(self) -> None:
         _log_through_bentoml()
+        worker_index = bentoml.server_context.worker_index or 1  # 1-based
         store = BentoStore()
         control = ControlDir.for_server(settings.control_dir)
         models = resolve_all(store, settings.model_tags)
-        self.backend = Backend(settings, store, serve_models(settings, store, control, models))
+        controller = serve_models(settings, store, control, models, worker_index - 1)
+        self.backend = Backend(settings, store, controller)
         app.state.backend = self.backend
         _before_sigterm(self.drain)
+        # Everything allocated so far lives as long as the worker: move it out of the
+        # collector's reach, or each full collection walks it (100-300 ms pauses measured).
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self.backend.is_ready()

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.inference.sessions import gpu_count
+from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
 
 DEFAULT_MODEL = "imagenet-mobilenetv2"
 
@@ -42,7 +43,16 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
     )
+    max_decoded_bytes: int = Field(
+        DEFAULT_MAX_DECODED_BYTES,
+        gt=0,
+        description="decoded bytes one upload may cost: width x height x bands x bytes per "
+        "sample of the frame read, checked before decoding",
+    )
     workers: int = Field(0, ge=0, le=64, description="worker processes; 0: one per core or GPU")
+    instances: int = Field(
+        1, ge=1, le=64, description="runner threads per model and worker, sharing one queue"
+    )
     preprocess_threads: int = Field(
         2, ge=1, le=64, description="decode and preprocessing threads per worker"
     )
@@ -61,7 +71,7 @@ class Settings(BaseSettings):
         "0: never wait; -1: 0 on CPU, 2000 on GPU",
     )
     max_inflight: int = Field(
-        32,
+        16,
         ge=1,
         le=100_000,
         description="inference requests a worker holds at once (reading, preprocessing, "
@@ -88,7 +98,11 @@ class Settings(BaseSettings):
     detect_chunk_size: int = Field(
         16, ge=1, le=1024, description="windows per inference turn of a detection request"
     )
-    detect_max_windows: int = Field(2048, ge=1, description="largest window count per request")
+    detect_max_windows: int = Field(
+        512,
+        ge=1,
+        description="largest window count per request (about 5 s of exact mode on one core)",
+    )
 
     @field_validator("models", mode="before")
     @classmethod

@@ -26,7 +26,10 @@ class AuditLog:
     def write(self, record: dict[str, Any]) -> None:
         """Append `record` with a `time` field (UTC, ISO 8601) put first."""
         stamped = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **record}
-        line = (json.dumps(stamped, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        text = json.dumps(stamped, ensure_ascii=False, separators=(",", ":")) + "\n"
+        # File names that are not UTF-8 reach Python as lone surrogates; written as \udcXX
+        # escapes they keep the line valid JSON and the name recoverable.
+        line = text.encode("utf-8", "backslashreplace")
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:

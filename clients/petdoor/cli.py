@@ -10,13 +10,17 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from clients.http import ArgosClient
+from clients.http import ArgosClient, ArgosError
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.door import PetDoor
 from clients.petdoor.drivers import CommandDriver, DoorDriver, HttpRelayDriver, LogDriver
-from clients.petdoor.policy import PolicyError, load_policy
+from clients.petdoor.policy import PolicyError, check_names, load_policy
 from clients.petdoor.retry import Backoff
 from clients.petdoor.sources import FileSource, FolderSource, FrameSource, SnapshotSource
+
+log = logging.getLogger("clients.petdoor")
+_WAKE_SECONDS = 0.5
+_ABANDON_AFTER_SECONDS = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--relay-open-value", default="on", help="relay state value for open")
     parser.add_argument("--relay-close-value", default="off", help="relay state value for closed")
     parser.add_argument("--audit-log", type=Path, metavar="PATH", help="JSON-lines decision log")
-    parser.add_argument("--timeout", type=float, default=5.0, help="request timeout in seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        help="deadline of each network call, in seconds (default 5)",
+    )
     parser.add_argument("--retries", type=int, default=2, help="retries of a failed service call")
     parser.add_argument(
         "--once", action="store_true", help="process the frames available now, close the door, exit"
@@ -108,6 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = make_source(args, parser)
     audit = AuditLog(args.audit_log) if args.audit_log else None
     with ArgosClient(args.url, timeout=args.timeout, model=args.model) as client:
+        try:
+            check_names(policy, client.model_card())
+        except PolicyError as exc:
+            print(f"argos-petdoor: {exc}", file=sys.stderr)
+            return 2
+        except ArgosError as exc:
+            log.warning("cannot read the model card yet (%s); the door stays closed", exc)
         door = PetDoor(
             source, client, policy, driver, audit=audit, backoff=Backoff(attempts=args.retries + 1)
         )
@@ -122,14 +138,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_until_stopped(door: PetDoor, interval: float) -> None:
-    """Run until Ctrl-C or, when running in the main thread, SIGTERM."""
+    """Run until Ctrl-C or, when running in the main thread, SIGTERM.
+
+    The door loop runs in a thread of its own: the door is shut as soon as the signal
+    arrives, and a poll still waiting for the network is abandoned rather than awaited.
+    """
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+    loop = threading.Thread(target=door.run, args=(interval, stop), name="petdoor", daemon=True)
+    loop.start()
     try:
-        door.run(interval, stop)
+        while loop.is_alive() and not stop.wait(_WAKE_SECONDS):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
+        door.shutdown()
+        loop.join(_ABANDON_AFTER_SECONDS)
         if in_main:
             signal.signal(signal.SIGTERM, previous)

@@ -12,7 +12,7 @@ from clients.http import ArgosClient, ArgosError, ClassifyResult, DetectResult, 
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.drivers import DoorDriver
 from clients.petdoor.logic import Decision, DoorLogic, DoorState
-from clients.petdoor.policy import Policy, frame_scores, judge
+from clients.petdoor.policy import Policy, PolicyError, check_names, frame_scores, judge
 from clients.petdoor.retry import Backoff, with_retries
 from clients.petdoor.sources import Frame, FrameSource
 
@@ -38,6 +38,7 @@ class PetDoor:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        timer_seconds: float = 0.1,
     ) -> None:
         self.source = source
         self.client = client
@@ -47,8 +48,13 @@ class PetDoor:
         self.logic = DoorLogic(policy, clock)
         self._backoff = backoff or Backoff()
         self._sleep = sleep
+        self._timer_seconds = timer_seconds
         self._door: DoorState | None = None
         self._card: ModelCard | None = None
+        # Decisions and door switches happen under this lock, network calls outside it, so
+        # the hold-open timer and shutdown never wait for the network.
+        self._lock = threading.RLock()
+        self._stopped: Decision | None = None
 
     @property
     def door_state(self) -> DoorState | None:
@@ -58,26 +64,37 @@ class PetDoor:
     def process(self, frame: Frame) -> Decision:
         """Analyse one frame, switch the door if needed, audit the decision."""
         analysis: Analysis | None = None
+        failure: str | None = None
         if frame.data is None:
-            decision = self.logic.fail(f"unreadable frame: {frame.error}")
+            failure = f"unreadable frame: {frame.error}"
         else:
             try:
                 analysis = self._analyse(frame.data)
+            except PolicyError as exc:
+                failure = f"policy error: {exc}"
             except ArgosError as exc:
-                decision = self.logic.fail(f"service error: {exc}")
+                failure = f"service error: {exc}"
             except Exception as exc:  # a bad frame must never stop the door loop
                 log.exception("analysing %s failed", frame.name)
-                decision = self.logic.fail(f"unexpected error: {type(exc).__name__}: {exc}")
+                failure = f"unexpected error: {type(exc).__name__}: {exc}"
+        with self._lock:
+            if self._stopped is not None:
+                return self._stopped
+            if failure is not None or analysis is None:
+                decision = self.logic.fail(failure or "no analysis")
             else:
                 decision = self.logic.observe(judge(self.policy, frame_scores(*analysis)))
-        return self._settle(decision, frame.name, analysis)
+            return self._settle(decision, frame.name, analysis)
 
     def tick(self) -> Decision:
         """Close the door when its hold runs out; audited only when the door changes."""
-        decision = self.logic.tick()
-        if decision.state == self._door:
-            return decision
-        return self._settle(decision, None, None)
+        with self._lock:
+            if self._stopped is not None:
+                return self._stopped
+            decision = self.logic.tick()
+            if decision.state == self._door:
+                return decision
+            return self._settle(decision, None, None)
 
     def run_once(self) -> list[Decision]:
         """Process every frame the source has now."""
@@ -85,19 +102,48 @@ class PetDoor:
             frames = self.source.poll()
         except Exception as exc:
             log.exception("frame source failed")
-            return [self._settle(self.logic.fail(f"frame source error: {exc}"), None, None)]
+            with self._lock:
+                if self._stopped is not None:
+                    return [self._stopped]
+                decision = self.logic.fail(f"frame source error: {exc}")
+                return [self._settle(decision, None, None)]
         return [self.process(frame) for frame in frames]
 
     def run(self, interval: float, stop: threading.Event) -> None:
-        """Poll the source every `interval` seconds until `stop` is set."""
-        while not stop.is_set():
-            self.run_once()
-            self.tick()
-            stop.wait(interval)
+        """Poll the source every `interval` seconds until `stop` is set.
+
+        A timer thread closes the door when its hold runs out and, once `stop` is set,
+        shuts it, both on time even while a poll is still waiting for the network.
+        """
+        finished = threading.Event()
+        timer = threading.Thread(
+            target=self._keep_time, args=(stop, finished), name="petdoor-timer", daemon=True
+        )
+        timer.start()
+        try:
+            while not stop.is_set():
+                self.run_once()
+                self.tick()
+                stop.wait(interval)
+        finally:
+            finished.set()
+            timer.join()
 
     def shutdown(self) -> Decision:
-        """Leave the door closed when the client stops."""
-        return self._settle(Decision("closed", "shutdown", "pet-door client stopping"), None, None)
+        """Leave the door closed when the client stops; later frames change nothing."""
+        with self._lock:
+            if self._stopped is None:
+                decision = Decision("closed", "shutdown", "pet-door client stopping")
+                self._stopped = self._settle(decision, None, None)
+            return self._stopped
+
+    def _keep_time(self, stop: threading.Event, finished: threading.Event) -> None:
+        while not stop.wait(self._timer_seconds) and not finished.is_set():
+            with self._lock:
+                if self._door == "open":
+                    self.tick()
+        if stop.is_set():
+            self.shutdown()
 
     def _analyse(self, data: bytes) -> Analysis:
         card = self._model_card()
@@ -121,12 +167,7 @@ class PetDoor:
     def _model_card(self) -> ModelCard:
         if self._card is None:
             card = with_retries(self.client.model_card, self._backoff, self._sleep)
-            known = set(card.labels) | set(card.label_groups)
-            unknown = [n for n in [*self.policy.allow, *self.policy.deny] if n not in known]
-            if unknown:
-                log.warning(
-                    "model %s has no label or group named %s", card.name, ", ".join(unknown)
-                )
+            check_names(self.policy, card)
             self._card = card
         return self._card
 

@@ -11,6 +11,10 @@ from typing import Literal, Protocol, TextIO
 
 import httpx
 
+from clients.bounded import bounded_request
+
+_MAX_RELAY_REPLY_BYTES = 64 * 1024
+
 
 class DriverError(RuntimeError):
     """The door could not be switched."""
@@ -103,6 +107,7 @@ class HttpRelayDriver:
         self._url = url
         self._method = method
         self._values = {"open": open_value, "close": close_value}
+        self._timeout = timeout
         self._http = httpx.Client(timeout=timeout)
 
     def open(self) -> None:
@@ -116,7 +121,14 @@ class HttpRelayDriver:
         url = self._url.replace("{state}", value)
         body = {"state": value} if self._method == "POST" else None
         try:
-            response = self._http.request(self._method, url, json=body)
+            response = bounded_request(
+                self._http,
+                self._method,
+                url,
+                deadline_s=self._timeout,
+                max_bytes=_MAX_RELAY_REPLY_BYTES,
+                json=body,
+            )
         except httpx.HTTPError as exc:
             raise DriverError(f"relay {action} failed: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -9,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clients.http import ClassifyResult, DetectResult
+from clients.http import ClassifyResult, DetectResult, ModelCard
 
 DetectParam = int | float | str | bool | list[int | float | str]
 
@@ -69,6 +70,28 @@ def load_policy(path: Path) -> Policy:
             for err in exc.errors()
         )
         raise PolicyError(f"invalid policy file {path}: {problems}") from exc
+
+
+_LABELS_LISTED = 30
+
+
+def check_names(policy: Policy, card: ModelCard) -> None:
+    """Raise `PolicyError` when the policy names a label or group the model does not have."""
+    known = set(card.labels) | set(card.label_groups)
+    unknown = [name for name in [*policy.allow, *policy.deny] if name not in known]
+    if not unknown:
+        return
+    groups = ", ".join(card.label_groups) or "none"
+    if len(card.labels) <= _LABELS_LISTED:
+        labels = ", ".join(card.labels)
+    else:
+        close = {m for n in unknown for m in difflib.get_close_matches(n, card.labels, 5, 0.6)}
+        hint = f"closest: {', '.join(sorted(close))}; " if close else ""
+        labels = f"{len(card.labels)} labels ({hint}GET /model lists them all)"
+    raise PolicyError(
+        f"model {card.name} {card.version} has no label or group named {', '.join(unknown)}; "
+        f"its groups are {groups}; its labels are {labels}"
+    )
 
 
 @dataclass(frozen=True)

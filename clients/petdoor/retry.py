@@ -1,4 +1,4 @@
-"""Retries with exponential backoff for calls to the Argos service."""
+"""Retries with exponential backoff for calls to the Argos service (tenacity)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from clients.http import ArgosError
 
@@ -26,22 +34,23 @@ class Backoff:
         if self.attempts < 1:
             raise ValueError("Backoff.attempts must be at least 1")
 
-    def delay(self, retry: int) -> float:
-        """Wait before retry number `retry` (0-based)."""
-        return min(self.base_seconds * 2**retry, self.max_seconds)
-
 
 def with_retries(
     call: Callable[[], _T], backoff: Backoff, sleep: Callable[[float], None] = time.sleep
 ) -> _T:
     """Run `call`, retrying retryable `ArgosError`s; the last error is re-raised."""
-    for retry in range(backoff.attempts - 1):
-        try:
-            return call()
-        except ArgosError as exc:
-            if not exc.retryable:
-                raise
-            wait = backoff.delay(retry)
-            log.warning("argos call failed (%s); retrying in %.2fs", exc, wait)
-            sleep(wait)
-    return call()
+    retrying = Retrying(
+        stop=stop_after_attempt(backoff.attempts),
+        wait=wait_exponential(multiplier=backoff.base_seconds, max=backoff.max_seconds),
+        retry=retry_if_exception(lambda exc: isinstance(exc, ArgosError) and exc.retryable),
+        sleep=sleep,
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    return retrying(call)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    wait = state.next_action.sleep if state.next_action else 0.0
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("argos call failed (%s); retrying in %.2fs", error, wait)

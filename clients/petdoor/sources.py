@@ -11,7 +11,11 @@ from typing import Protocol
 
 import httpx
 
+from clients.bounded import bounded_request
 from service.formats import is_image_path
+
+MAX_FRAME_BYTES = 20 * 1024 * 1024
+"""Largest snapshot read from a camera: the Argos server's default upload cap."""
 
 
 @dataclass(frozen=True)
@@ -122,15 +126,22 @@ class FileSource:
 
 
 class SnapshotSource:
-    """A camera's HTTP snapshot URL: every poll fetches one fresh frame."""
+    """A camera's HTTP snapshot URL: every poll fetches one fresh frame.
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    Each fetch has a total deadline of ``timeout`` seconds and reads at most ``max_bytes``.
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0, max_bytes: int = MAX_FRAME_BYTES) -> None:
         self.url = url
+        self._timeout = timeout
+        self._max_bytes = max_bytes
         self._http = httpx.Client(timeout=timeout, follow_redirects=True)
 
     def poll(self) -> list[Frame]:
         try:
-            response = self._http.get(self.url)
+            response = bounded_request(
+                self._http, "GET", self.url, deadline_s=self._timeout, max_bytes=self._max_bytes
+            )
         except httpx.HTTPError as exc:
             return [Frame(self.url, error=f"snapshot fetch failed: {type(exc).__name__}: {exc}")]
         if not response.is_success:

@@ -20,6 +20,7 @@ class DetectParams(BaseModel):
         min_length=1,
         max_length=8,
         description="window sides as fractions (0, 1] of the image's short side; one scale each",
+        json_schema_extra={"items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
     )
     overlap: float = Field(0.75, ge=0, le=0.9, description="overlap of neighbouring windows")
     threshold: float = Field(0.6, gt=0, le=1, description="lowest class score kept")

@@ -11,6 +11,7 @@ Two ways to score windows, one result format:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 
 from service.card import ModelCard, Preprocessing
 from service.detection.params import DetectParams
-from service.detection.windows import window_boxes, window_specs
+from service.detection.windows import window_boxes, window_count, window_specs
 from service.errors import InvalidParameter
 from service.preprocessing import center_crop_box, resize_to_input
 
@@ -46,22 +47,25 @@ def targets(card: ModelCard, classes: list[str] | None) -> dict[str, list[int]]:
 def plan(
     width: int, height: int, params: DetectParams, spec: Preprocessing, max_windows: int
 ) -> list[Scale]:
-    """Windows for each requested size, refusing requests over ``max_windows``."""
+    """Windows for each requested size.
+
+    The windows are counted in closed form first, and a request over ``max_windows`` is
+    refused before any box is built, so the cost of a refusal does not grow with the image.
+    """
     try:
         specs = window_specs(height, width, params.window_sizes, params.overlap)
+        count = sum(window_count(height, width, window, stride) for window, stride in specs)
     except ValueError as error:
         raise InvalidParameter(str(error)) from None
-    scales = [
-        Scale(window_boxes(height, width, window, stride), _factor(window, spec))
-        for window, stride in specs
-    ]
-    count = sum(len(scale.boxes) for scale in scales)
     if count > max_windows:
         raise InvalidParameter(
             f"these parameters need {count} windows on a {width}x{height} image; the limit is "
             f"{max_windows}. Use larger window_sizes or a smaller overlap"
         )
-    return scales
+    return [
+        Scale(window_boxes(height, width, window, stride), _factor(window, spec))
+        for window, stride in specs
+    ]
 
 
 def _factor(window: int, spec: Preprocessing) -> float:
@@ -74,6 +78,18 @@ def _factor(window: int, spec: Preprocessing) -> float:
 def window_inputs(rgb: Image.Image, boxes: np.ndarray, spec: Preprocessing) -> np.ndarray:
     """Exact mode: each window preprocessed exactly like an uploaded image."""
     return np.stack([resize_to_input(rgb, spec, tuple(map(float, box))) for box in boxes])
+
+
+def box_chunks(boxes: np.ndarray, chunk_size: int) -> Iterator[np.ndarray]:
+    """Exact mode in bounded memory: ``boxes`` in consecutive slices of ``chunk_size``.
+
+    Cropping one slice at a time with :func:`window_inputs` holds at most ``chunk_size``
+    model inputs, instead of one per window of the request.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    for start in range(0, len(boxes), chunk_size):
+        yield boxes[start : start + chunk_size]
 
 
 def input_regions(boxes: np.ndarray, factor: float, spec: Preprocessing) -> np.ndarray:

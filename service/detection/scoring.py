@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.card import Preprocessing
 from service.detection.dense import feature_cells, pool_cells
-from service.detection.plan import Scale, input_regions, window_inputs
+from service.detection.plan import Scale, box_chunks, input_regions, window_inputs
 from service.inference.model import DenseGraphs
 from service.inference.sessions import OnnxModel
 from service.preprocessing import scale_image
@@ -26,8 +26,8 @@ def exact_steps(
     """Each window cropped and preprocessed like an upload, classified ``chunk_size`` at a
     time; returns (windows, labels) probabilities."""
     parts = []
-    for start in range(0, len(boxes), chunk_size):
-        parts.append(model.run(window_inputs(rgb, boxes[start : start + chunk_size], spec)))
+    for chunk in box_chunks(boxes, chunk_size):
+        parts.append(model.run(window_inputs(rgb, chunk, spec)))
         yield
     return np.concatenate(parts)
 

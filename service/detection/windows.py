@@ -66,9 +66,15 @@ def window_boxes(height: int, width: int, window: int, stride: int) -> np.ndarra
 
 
 def window_count(height: int, width: int, window: int, stride: int) -> int:
-    """Number of boxes ``window_boxes`` returns, computed without building them."""
+    """Number of boxes ``window_boxes`` returns, in closed form: nothing is allocated."""
     height, width, window, stride = _check_geometry(height, width, window, stride)
-    return len(_starts(height, window, stride)) * len(_starts(width, window, stride))
+    return _start_count(height, window, stride) * _start_count(width, window, stride)
+
+
+def _start_count(side: int, window: int, stride: int) -> int:
+    """``len(_starts(side, window, stride))``: regular starts, plus the border one if any."""
+    travel = side - min(window, side)
+    return travel // stride + 1 + (travel % stride != 0)
 
 
 def _round_half_up(value: float) -> int:
@@ -98,23 +104,3 @@ def window_specs(
     short_side = min(height, width)
     windows = dict.fromkeys(max(1, _round_half_up(f * short_side)) for f in fractions)
     return [(w, max(1, _round_half_up(w * (1.0 - overlap)))) for w in windows]
-
-
-def sliding_windows(
-    height: int, width: int, window_fractions: Sequence[float], overlap: float
-) -> np.ndarray:
-    """Boxes of every window size in ``window_specs``, concatenated in that order.
-
-    Windows never exceed the short side, so distinct sizes give distinct boxes and the
-    result holds no duplicates. Returns an ``(N, 4)`` int64 array of ``[x0, y0, x1, y1]``.
-    """
-    specs = window_specs(height, width, window_fractions, overlap)
-    return np.concatenate([window_boxes(height, width, w, s) for w, s in specs])
-
-
-def sliding_window_count(
-    height: int, width: int, window_fractions: Sequence[float], overlap: float
-) -> int:
-    """Number of boxes ``sliding_windows`` returns: check a request's cost before running it."""
-    specs = window_specs(height, width, window_fractions, overlap)
-    return sum(window_count(height, width, w, s) for w, s in specs)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from service import metrics
 from service.errors import ArgosError, InvalidParameter
-from service.http import classify, detect, models
+from service.http import classify, detect, models, pages
 from service.http.backend import Backend
 from service.http.schemas import ErrorResponse
 from service.http.v2 import routes as v2
@@ -20,7 +20,7 @@ from service.http.v2 import routes as v2
 
 def create_app(backend: Backend | None = None) -> FastAPI:
     """The API; ``backend`` can also be attached later as ``app.state.backend``."""
-    app = FastAPI(
+    app = pages.app_with_page_and_docs(
         title="Argos",
         summary="Image classification and sliding-window detection",
         responses={status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 503)},

@@ -11,6 +11,7 @@ from service import metrics
 from service.card import ModelCard
 from service.errors import InvalidParameter
 from service.http.backend import CurrentBackend, LeasedModel, admitted
+from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.postprocess import group_scores, top_k
@@ -25,6 +26,8 @@ DEFAULT_TOP_K = 5
     response_model=ClassifyResponse,
     response_model_exclude_none=True,
     dependencies=[Depends(admitted)],
+    responses=upload_responses(CLASSIFY_EXAMPLE),
+    openapi_extra=IMAGE_UPLOAD,
 )
 async def classify(
     request: Request,
@@ -44,7 +47,11 @@ async def classify(
     started = time.perf_counter()
     data = await read_image_upload(request, settings.max_upload_bytes)
     pixels = await backend.in_thread(
-        prepare_bytes, data, card.preprocessing, max_pixels=settings.max_image_pixels
+        prepare_bytes,
+        data,
+        card.preprocessing,
+        max_pixels=settings.max_image_pixels,
+        max_decoded_bytes=settings.max_decoded_bytes,
     )
     preprocessed = time.perf_counter()
     probabilities = await model.classify(pixels)

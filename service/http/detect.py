@@ -20,6 +20,7 @@ from service.detection.render import draw
 from service.detection.scoring import dense_steps, exact_steps
 from service.errors import InvalidParameter
 from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, LeasedModel, admitted
+from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import Detection as DetectionBody
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
@@ -38,7 +39,12 @@ class _Result:
     inference_s: float
 
 
-@router.post("/detect", response_model=DetectResponse)
+@router.post(
+    "/detect",
+    response_model=DetectResponse,
+    responses=upload_responses(DETECT_EXAMPLE),
+    openapi_extra=IMAGE_UPLOAD,
+)
 async def detect(
     request: Request, backend: CurrentBackend, model: LeasedModel, params: Params
 ) -> DetectResponse:
@@ -65,7 +71,8 @@ async def detect(
 @router.post(
     "/detect/render",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={200: {"content": {"image/png": {}}}} | upload_responses(),
+    openapi_extra=IMAGE_UPLOAD,
 )
 async def detect_render(
     request: Request, backend: CurrentBackend, model: LeasedModel, params: Params
@@ -109,7 +116,10 @@ async def _run(
 def _open_and_plan(
     data: bytes, params: DetectParams, backend: Backend, spec: Preprocessing
 ) -> tuple[Image.Image, list[Scale]]:
-    """Decode the upload and lay out its windows (refusing too many), off the event loop."""
+    """Decode the upload and lay out its windows, off the event loop. The window count is
+    checked on the header's size before any pixel is decoded (it is the same upright)."""
     settings = backend.settings
-    rgb = load_rgb(open_image(data, max_pixels=settings.max_image_pixels))
+    image = open_image(data, max_pixels=settings.max_image_pixels)
+    plan(image.width, image.height, params, spec, settings.detect_max_windows)
+    rgb = load_rgb(image, max_decoded_bytes=settings.max_decoded_bytes)
     return rgb, plan(rgb.width, rgb.height, params, spec, settings.detect_max_windows)

@@ -1,13 +1,21 @@
-"""Getting image bytes out of a request: a multipart ``image`` field or a raw body."""
+"""Getting image bytes out of a request: a multipart ``image`` field or a raw body.
+
+Both are read from the request stream, chunked or not, and counted as they arrive: a body
+over the cap is refused as soon as the cap is passed, and nothing is spooled to disk.
+"""
 
 from __future__ import annotations
 
-from starlette.datastructures import UploadFile
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from service.errors import EmptyBody, MissingImage, PayloadTooLarge, UnsupportedMediaType
 
 IMAGE_FIELD = "image"
+FORM_OVERHEAD_BYTES = 64 * 1024
+"""What a multipart body may carry besides the image: boundaries, headers, small fields."""
+MAX_FORM_PARTS = 36
 _HOW_TO_SEND = (
     f"send multipart/form-data with a file field {IMAGE_FIELD!r}, "
     "or the image itself as the body with Content-Type image/jpeg, image/png, ..."
@@ -17,11 +25,12 @@ _HOW_TO_SEND = (
 async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     """The uploaded image's bytes; raises an :class:`ArgosError` saying what was wrong."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+    if declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
         raise PayloadTooLarge(_too_large(int(declared), max_bytes))
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        data = await _read_form_field(request, max_bytes)
+        data = await _read_form_field(request, content_type, max_bytes)
     elif media_type.startswith("image/") or media_type == "application/octet-stream":
         data = await _read_body(request, max_bytes)
     elif not media_type:
@@ -33,30 +42,6 @@ async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
-async def _read_form_field(request: Request, max_bytes: int) -> bytes:
-    try:
-        form = await request.form(max_files=4, max_fields=32)
-    except Exception as error:
-        raise MissingImage(
-            f"the multipart body could not be parsed ({error}); {_HOW_TO_SEND}"
-        ) from None
-    try:
-        upload = form.get(IMAGE_FIELD)
-        if upload is None:
-            raise MissingImage(
-                f"the multipart body has no {IMAGE_FIELD!r} field "
-                f"(it has {sorted(form.keys()) or 'no fields'}); {_HOW_TO_SEND}"
-            )
-        if not isinstance(upload, UploadFile):
-            raise MissingImage(f"the {IMAGE_FIELD!r} field is text, not a file; {_HOW_TO_SEND}")
-        data = await upload.read(max_bytes + 1)
-    finally:
-        await form.close()
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(_too_large(len(data), max_bytes, at_least=True))
-    return data
-
-
 async def _read_body(request: Request, max_bytes: int) -> bytes:
     data = bytearray()
     async for chunk in request.stream():
@@ -64,6 +49,112 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
         if len(data) > max_bytes:
             raise PayloadTooLarge(_too_large(len(data), max_bytes, at_least=True))
     return bytes(data)
+
+
+async def _read_form_field(request: Request, content_type: str, max_bytes: int) -> bytes:
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise MissingImage(f"the multipart Content-Type has no boundary; {_HOW_TO_SEND}")
+    form = ImageFieldReader(boundary, max_bytes)
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes + FORM_OVERHEAD_BYTES:
+            raise PayloadTooLarge(_too_large(received, max_bytes, at_least=True))
+        form.feed(chunk)
+    return form.image()
+
+
+class ImageFieldReader:
+    """Streams a multipart body, keeping only the ``image`` file field, up to a cap."""
+
+    def __init__(self, boundary: bytes, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._names: list[str] = []
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._disposition = b""
+        self._in_image = False
+        self._image: bytearray | None = None
+        self._text_image = False
+        self._ended = False
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda data, start, end: self._header_field.extend(
+                    data[start:end]
+                ),
+                "on_header_value": lambda data, start, end: self._header_value.extend(
+                    data[start:end]
+                ),
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_end": self._end,
+            },
+        )
+
+    def feed(self, chunk: bytes) -> None:
+        """Parse the next piece of the body; raises an :class:`ArgosError` on bad input."""
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as error:
+            raise MissingImage(
+                f"the multipart body could not be parsed ({error}); {_HOW_TO_SEND}"
+            ) from None
+
+    def image(self) -> bytes:
+        """The ``image`` file's bytes once the whole body has been fed."""
+        if not self._ended:
+            raise MissingImage(
+                f"the multipart body ended before its closing boundary; {_HOW_TO_SEND}"
+            )
+        if self._image is not None:
+            return bytes(self._image)
+        if self._text_image:
+            raise MissingImage(f"the {IMAGE_FIELD!r} field is text, not a file; {_HOW_TO_SEND}")
+        raise MissingImage(
+            f"the multipart body has no {IMAGE_FIELD!r} field "
+            f"(it has {sorted(self._names) or 'no fields'}); {_HOW_TO_SEND}"
+        )
+
+    def _part_begin(self) -> None:
+        if len(self._names) >= MAX_FORM_PARTS:
+            raise MissingImage(
+                f"the multipart body has more than {MAX_FORM_PARTS} parts; {_HOW_TO_SEND}"
+            )
+        self._disposition = b""
+        self._in_image = False
+
+    def _header_end(self) -> None:
+        if bytes(self._header_field).strip().lower() == b"content-disposition":
+            self._disposition = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        self._names.append(name)
+        if name != IMAGE_FIELD or self._image is not None:
+            return
+        if b"filename" in options:
+            self._in_image = True
+            self._image = bytearray()
+        else:
+            self._text_image = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._in_image or self._image is None:
+            return
+        self._image += data[start:end]
+        if len(self._image) > self._max_bytes:
+            raise PayloadTooLarge(_too_large(len(self._image), self._max_bytes, at_least=True))
+
+    def _end(self) -> None:
+        self._ended = True
 
 
 def _too_large(size: int, limit: int, *, at_least: bool = False) -> str:

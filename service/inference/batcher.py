@@ -9,7 +9,8 @@ learned from past batches:
 - a batch is released as soon as the runner is free and either ``max_batch_size``
   requests wait or the oldest has waited ``max_queue_delay_s`` (0: never wait for company);
 - a long job (a detection request) is run one bounded step at a time, alternating with
-  batches, so it never stalls classification behind it.
+  batches, so it never stalls classification behind it; one job's steps never run at
+  once on two runner threads.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Job:
     deadline: float
     ticket: Any = None  # what the runner uses to answer the caller
     started: bool = False
+    stepping: bool = False  # a runner thread is running one of its steps
 
 
 @dataclass(frozen=True)
@@ -116,21 +118,23 @@ class Scheduler(Generic[T]):
 
     def next(self, now: float) -> Decision:
         """What the free runner should do now."""
-        if self._batch_ready(now) and (self._batch_turn or not self.jobs):
+        job = next((job for job in self.jobs if not job.stepping), None)
+        if self._batch_ready(now) and (self._batch_turn or job is None):
             self._batch_turn = False
             size = min(self.max_batch_size, len(self.queue))
             return Batch([self.queue.popleft() for _ in range(size)])
-        if self.jobs:
+        if job is not None:
             self._batch_turn = True
-            self.jobs[0].started = True
-            return Step(self.jobs[0])
+            job.started = job.stepping = True
+            return Step(job)
         if self.queue:
             return Wait(self.queue[0].enqueued + self.max_queue_delay_s)
         return Wait(None)
 
-    def finish_job(self, job: Job) -> None:
-        """A job ran its last step (or failed): take it off the queue."""
-        if job in self.jobs:
+    def step_done(self, job: Job, *, finished: bool) -> None:
+        """A step of ``job`` ran; a finished (or failed) job leaves the queue."""
+        job.stepping = False
+        if finished and job in self.jobs:
             self.jobs.remove(job)
 
     def drain(self) -> tuple[list[Pending[T]], list[Job]]:

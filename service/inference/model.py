@@ -13,7 +13,7 @@ import numpy as np
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
 from service.inference.batcher import Scheduler
 from service.inference.runner import Runner
-from service.inference.sessions import OnnxModel
+from service.inference.sessions import OnnxModel, gpu_count
 from service.settings import Settings
 
 logger = logging.getLogger("argos.model")
@@ -36,8 +36,9 @@ class ServedModel:
     runner: Runner
 
     @classmethod
-    def load(cls, directory: Path, settings: Settings) -> ServedModel:
-        """Verify an artifact, open its sessions, start its runner and warm it up."""
+    def load(cls, directory: Path, settings: Settings, worker_index: int = 0) -> ServedModel:
+        """Verify an artifact, open its sessions, start its runner and warm it up; on GPUs,
+        worker ``i`` runs on GPU ``i mod count``."""
         card = verify_artifact(directory)
         spec = card.preprocessing
         if not spec.scaling_in_graph:
@@ -51,6 +52,7 @@ class ServedModel:
                 directory / filename,
                 providers=settings.providers,
                 threads=settings.onnxruntime_threads,
+                device_id=worker_index % max(1, gpu_count()),
             )
             if (model.input_name, model.output_name) != (input_name, output_name):
                 raise ValueError(
@@ -74,7 +76,7 @@ class ServedModel:
             max_queue_size=settings.max_inflight,
             timeout_s=settings.queue_timeout_ms / 1000,
         )
-        runner = Runner(card.tag, classifier.run, scheduler)
+        runner = Runner(card.tag, classifier.run, scheduler, instances=settings.instances)
         served = cls(card, classifier, dense, runner)
         served.warm_up(settings.batch_size)
         logger.info("serving %s on %s", card.tag, classifier.providers)

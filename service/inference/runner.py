@@ -60,7 +60,8 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class Runner:
-    """Runs ``run_batch`` on stacked single requests and steps long jobs, on one thread."""
+    """Runs ``run_batch`` on stacked single requests and steps long jobs, on ``instances``
+    threads that share one queue (onnxruntime sessions accept concurrent runs)."""
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class Runner:
         run_batch: RunBatch,
         scheduler: Scheduler[_Item],
         clock: Callable[[], float] = time.monotonic,
+        instances: int = 1,
     ) -> None:
         self.name = name
         self._run_batch = run_batch
@@ -75,8 +77,12 @@ class Runner:
         self._clock = clock
         self._wakeup = threading.Condition()
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name=f"runner-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"runner-{name}-{i}", daemon=True)
+            for i in range(instances)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def infer(self, pixels: np.ndarray) -> np.ndarray:
         """One (H, W, C) input → its output row, batched with concurrent requests."""
@@ -109,14 +115,14 @@ class Runner:
         """Refuse new work; queued work still runs, then the thread ends."""
         with self._wakeup:
             self._closing = True
-            self._wakeup.notify()
+            self._wakeup.notify_all()
 
     def abort(self, reason: str) -> int:
         """Answer everything still queued with 503 (the drain's grace ran out)."""
         with self._wakeup:
             self._closing = True
             requests, jobs = self._scheduler.drain()
-            self._wakeup.notify()
+            self._wakeup.notify_all()
         for pending in requests:
             pending.item.call.answer(error=ShuttingDown(reason))
         for job in jobs:
@@ -124,8 +130,10 @@ class Runner:
         return len(requests) + len(jobs)
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _call(self) -> _Call:
         loop = asyncio.get_running_loop()
@@ -157,6 +165,7 @@ class Runner:
                 if not isinstance(decision, Wait):
                     return decision
                 if self._closing and not len(self._scheduler):
+                    self._wakeup.notify_all()  # the other instances end too
                     return None
                 timeout = None if decision.until is None else max(0.0, decision.until - now)
                 self._wakeup.wait(timeout)
@@ -188,15 +197,18 @@ class Runner:
                 raise StopIteration(None)
             next(job.steps)
         except StopIteration as done:
-            self._finish(job)
+            self._step_done(job, finished=True)
             call.answer(done.value)
         except Exception as error:
-            self._finish(job)
+            self._step_done(job, finished=True)
             call.answer(error=error)
+        else:
+            self._step_done(job, finished=False)
 
-    def _finish(self, job: Job) -> None:
+    def _step_done(self, job: Job, *, finished: bool) -> None:
         with self._wakeup:
-            self._scheduler.finish_job(job)
+            self._scheduler.step_done(job, finished=finished)
+            self._wakeup.notify()
 
 
 def _queue_timeout(name: str, waited_s: float) -> QueueTimeout:

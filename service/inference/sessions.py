@@ -47,16 +47,19 @@ def choose_providers(requested: Sequence[str] | None = None) -> list[str]:
 
 
 def create_session(
-    path: Path, *, providers: Sequence[str] | None = None, threads: int = 0
+    path: Path, *, providers: Sequence[str] | None = None, threads: int = 0, device_id: int = 0
 ) -> ort.InferenceSession:
-    """An inference session with full graph optimisation."""
+    """An inference session with full graph optimisation; GPU providers run on
+    ``device_id``."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    session = ort.InferenceSession(
-        str(path), sess_options=options, providers=choose_providers(providers)
-    )
+    chosen = [
+        (name, {"device_id": device_id}) if name in _GPU_PROVIDERS else name
+        for name in choose_providers(providers)
+    ]
+    session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     logger.debug("%s: onnxruntime providers %s", Path(path).name, session.get_providers())
     return session
 
@@ -71,9 +74,14 @@ class OnnxModel:
 
     @classmethod
     def load(
-        cls, path: Path, *, providers: Sequence[str] | None = None, threads: int = 0
+        cls,
+        path: Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+        device_id: int = 0,
     ) -> OnnxModel:
-        return cls(create_session(path, providers=providers, threads=threads))
+        return cls(create_session(path, providers=providers, threads=threads, device_id=device_id))
 
     @property
     def providers(self) -> list[str]:

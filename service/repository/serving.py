@@ -11,13 +11,18 @@ from service.settings import Settings
 
 
 def serve_models(
-    settings: Settings, store: ModelStore, control: ControlDir, models: dict[str, list[str]]
+    settings: Settings,
+    store: ModelStore,
+    control: ControlDir,
+    models: dict[str, list[str]],
+    worker_index: int = 0,
 ) -> Controller[ServedModel]:
     """Load ``models`` (name → versions, the first name the default), or the server's
-    current desired state if another worker set it already, and follow later changes."""
+    current desired state if another worker set it already, and follow later changes;
+    ``worker_index`` picks the GPU, as for one model."""
 
     def load(name: str, version: str) -> ServedModel:
-        return ServedModel.load(store.artifact_path(name, version), settings)
+        return ServedModel.load(store.artifact_path(name, version), settings, worker_index)
 
     def close(model: ServedModel) -> None:
         model.runner.close()

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from clients.http import ArgosClient
 from clients.petdoor.audit import AuditLog
@@ -72,18 +73,30 @@ def test_audit_line_names_the_frame_and_its_top_labels(
     assert record["groups"][0]["score"] > 0.5
 
 
-@pytest.mark.parametrize("name", ["happy_dog.jpg", "cat_720p.jpg"])
+@pytest.mark.parametrize(
+    ("name", "code", "label"),
+    [("happy_dog.jpg", "allowed", "dog"), ("cat_720p.jpg", "forced_shut", "cat")],
+)
 def test_detections_reach_the_decision_and_the_audit(
-    argos_url: str, shared_dir: Path, tmp_path: Path, name: str
+    argos_url: str, shared_dir: Path, tmp_path: Path, name: str, code: str, label: str
 ) -> None:
+    image = shared_dir / "images" / name
     policy = PETS_POLICY.model_copy(update={"use_detect": True})
     audit_path = tmp_path / "audit.jsonl"
 
-    decision = decide(argos_url, policy, shared_dir / "images" / name, AuditLog(audit_path))
+    decision = decide(argos_url, policy, image, AuditLog(audit_path))
 
-    assert decision.code in {"allowed", "forced_shut", "low_confidence"}, decision.reason
-    detections = json.loads(audit_path.read_text())["detections"]
-    assert all(set(d) == {"label", "score", "box"} for d in detections)
+    assert decision.code == code, decision.reason
+    record = json.loads(audit_path.read_text())
+    found = [d for d in record["detections"] if d["label"] == label]
+    assert found, record["detections"]
+    best = max(found, key=lambda d: d["score"])
+    # The decision is made on the best score for the name among labels, groups and boxes.
+    scores = [best["score"]] + [g["score"] for g in record["groups"] if g["name"] == label]
+    assert decision.detail.startswith(f"{label} {max(scores):.2f}"), decision.detail
+    width, height = Image.open(image).size
+    x0, y0, x1, y1 = best["box"]
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
 
 
 def test_watched_folder_opens_after_debounce_and_cat_shuts_it(

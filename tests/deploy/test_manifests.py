@@ -1,229 +1,279 @@
+"""The deployment files as a cluster and a server would see them, and that each check of
+``deploy/validate.py`` fails on a copy broken on purpose."""
+
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import yaml
 
 from deploy import validate
-from deploy.validate import DEPLOY_DIR, ManifestError
+from deploy.validate import DEPLOY_DIR
 from service.settings import Settings
+from tests.conftest import REPO
 
-KUBERNETES_DIR = DEPLOY_DIR / "kubernetes"
-MANIFESTS = validate.kubernetes_manifests(KUBERNETES_DIR)
-DEPLOYMENTS = ["deployment.yaml", "gpu/deployment.yaml"]
-SETTINGS_NAMES = {f"ARGOS_{name.upper()}" for name in Settings.model_fields}
+Resource = dict[str, Any]
 
 
-def load(relative: str) -> dict[str, Any]:
-    return validate.load_document(KUBERNETES_DIR / relative)
+def rendered(variant: str) -> list[Resource]:
+    return validate.render(DEPLOY_DIR / validate.VARIANTS[variant])
 
 
-def only_container(deployment: dict[str, Any]) -> dict[str, Any]:
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    return containers[0]
+def only(resources: list[Resource], kind: str) -> Resource:
+    [resource] = [r for r in resources if r["kind"] == kind]
+    return resource
 
 
-def argos_env(deployment: dict[str, Any]) -> dict[str, str]:
-    """ARGOS_ settings a Deployment's pod sees: the ConfigMap, overridden by `env`."""
-    values = dict(load("common/configmap.yaml")["data"])
-    values.update({e["name"]: e["value"] for e in only_container(deployment).get("env", [])})
-    return {k: v for k, v in values.items() if k.startswith("ARGOS_")}
+def argos_container(variant: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Argos container of a variant's Deployment and the environment it sees."""
+    [(_, container, env)] = validate.containers(rendered(variant))
+    return container, env
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: str(p.relative_to(KUBERNETES_DIR)))
-def test_manifest_passes_strict_schema_validation(path: Path) -> None:
-    assert validate.validate_manifest(path)
+def test_deploy_directory_passes_every_check() -> None:
+    assert validate.collect_errors() == []
 
 
-@pytest.mark.parametrize("variant", ["", "gpu"], ids=["cpu", "gpu"])
-def test_kustomization_renders_a_consistent_stack(variant: str) -> None:
-    directory = (KUBERNETES_DIR / variant).resolve()
-    assert directory in validate.root_kustomizations(KUBERNETES_DIR)
-    resources = validate.render_kustomization(directory)
-    validate.check_references(resources, str(directory))
-    kinds = {r["kind"] for r in resources}
-    assert {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} <= kinds
+@pytest.mark.integration
+@pytest.mark.parametrize("variant", validate.VARIANTS)
+def test_probes_and_scrape_path_are_served_by_a_real_server(variant: str, argos_url: str) -> None:
+    resources = rendered(variant)
+    container, _ = argos_container(variant)
+    pod = only(resources, "Deployment")["spec"]["template"]
+    paths = {container[probe]["httpGet"]["path"] for probe in container if probe.endswith("Probe")}
+    paths.add(pod["metadata"]["annotations"]["prometheus.io/path"])
+    for path in sorted(paths):
+        assert httpx.get(argos_url + path, timeout=10).status_code == 200, path
 
 
-def test_whole_deploy_directory_validates() -> None:
-    errors, count = validate.collect_errors()
-    assert errors == []
-    assert count == len(MANIFESTS)
-
-
-@pytest.mark.parametrize("relative", DEPLOYMENTS)
-def test_probes_map_to_bentoml_health_endpoints(relative: str) -> None:
-    container = only_container(load(relative))
-    assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
-    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    startup = container["startupProbe"]
-    assert startup["httpGet"] == {"path": "/readyz", "port": "http"}
-    # Liveness only starts once model load and warm-up are done; allow at least 5 minutes.
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
-
-
-@pytest.mark.parametrize("relative", DEPLOYMENTS)
-def test_pod_is_hardened_and_scrapable(relative: str) -> None:
-    deployment = load(relative)
-    pod = deployment["spec"]["template"]
-    container = only_container(deployment)
-    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert pod["spec"]["enableServiceLinks"] is False
-    # BentoML writes its home at start-up; it must live on the writable /tmp volume.
-    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
-    assert "emptyDir" in volumes[tmp["name"]]
-    bentoml_home = next(e["value"] for e in container["env"] if e["name"] == "BENTOML_HOME")
-    assert bentoml_home.startswith("/tmp/")
-    annotations = pod["metadata"]["annotations"]
-    assert annotations["prometheus.io/scrape"] == "true"
-    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
-    assert annotations["prometheus.io/path"] == "/metrics"
-    resources = container["resources"]
-    for name in ("cpu", "memory"):
-        assert resources["requests"][name] == resources["limits"][name]
-
-
-def test_gpu_variant_claims_one_gpu_on_gpu_nodes() -> None:
-    deployment = load("gpu/deployment.yaml")
-    pod = deployment["spec"]["template"]["spec"]
-    container = only_container(deployment)
-    assert container["image"] == "argos-gpu:latest"
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
-        "tolerations"
-    ]
-
-
-def test_cpu_variant_claims_no_gpu_and_leaves_replicas_to_the_hpa() -> None:
-    deployment = load("deployment.yaml")
-    container = only_container(deployment)
-    assert container["image"] == "argos:latest"
-    assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    assert "replicas" not in deployment["spec"]
-
-
-def test_hpa_targets_the_cpu_deployment() -> None:
-    hpa = load("hpa.yaml")["spec"]
-    assert hpa["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": load("deployment.yaml")["metadata"]["name"],
-    }
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
-    [metric] = hpa["metrics"]
-    assert metric["resource"]["name"] == "cpu"
-    assert metric["resource"]["target"]["type"] == "Utilization"
-    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
-
-
-@pytest.mark.parametrize("relative", DEPLOYMENTS)
-def test_service_and_pdb_select_the_deployment_pods(relative: str) -> None:
-    deployment = load(relative)
-    labels = validate.pod_labels(deployment)
-    service = load("common/service.yaml")["spec"]
-    pdb = load("common/pdb.yaml")["spec"]
-    assert service["type"] == "ClusterIP"
-    assert validate.selects(service["selector"], labels)
-    assert validate.selects(pdb["selector"]["matchLabels"], labels)
-    assert pdb["minAvailable"] == 1
-    [port] = service["ports"]
-    named = {p["name"]: p["containerPort"] for p in only_container(deployment)["ports"]}
-    assert (port["port"], named[port["targetPort"]]) == (80, 3000)
-
-
-def test_cpu_and_gpu_deployments_do_not_select_each_others_pods() -> None:
-    cpu, gpu = (load(relative) for relative in DEPLOYMENTS)
+def test_service_reaches_both_variants_but_deployments_own_only_their_pods() -> None:
+    cpu, gpu = (only(rendered(variant), "Deployment") for variant in ("cpu", "gpu"))
+    service = only(rendered("cpu"), "Service")
+    for deployment in (cpu, gpu):
+        assert validate.selects(service["spec"]["selector"], validate.pod_labels(deployment))
+    # A Deployment that selected the other's pods would scale them down in a rollout.
     assert not validate.selects(cpu["spec"]["selector"]["matchLabels"], validate.pod_labels(gpu))
     assert not validate.selects(gpu["spec"]["selector"]["matchLabels"], validate.pod_labels(cpu))
 
 
-@pytest.mark.parametrize("relative", DEPLOYMENTS)
-def test_argos_environment_is_accepted_by_the_service_settings(
-    relative: str, monkeypatch: pytest.MonkeyPatch
+def test_only_the_gpu_variant_claims_a_gpu_and_prefers_cuda(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    env = argos_env(load(relative))
-    assert {"ARGOS_MODEL", "ARGOS_BATCH_MAX_SIZE", "ARGOS_BATCH_MAX_LATENCY_MS"} <= env.keys()
-    assert {"ARGOS_INFERENCE_THREADS", "ARGOS_API_WORKERS"} <= env.keys()
-    assert env.keys() <= SETTINGS_NAMES
-    for name, value in env.items():
+    gpu, gpu_env = argos_container("gpu")
+    cpu, cpu_env = argos_container("cpu")
+    assert int(gpu["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    assert "nvidia.com/gpu" not in cpu["resources"]["limits"]
+    monkeypatch.setenv("ARGOS_PROVIDERS", gpu_env["ARGOS_PROVIDERS"])
+    assert Settings().providers[0] == "CUDAExecutionProvider"
+    assert "ARGOS_PROVIDERS" not in cpu_env
+
+
+@pytest.mark.parametrize("variant", validate.VARIANTS)
+def test_bentoml_home_is_on_a_writable_volume(variant: str) -> None:
+    """The root filesystem is read-only and BentoML creates its home at start-up."""
+    container, env = argos_container(variant)
+    volumes = only(rendered(variant), "Deployment")["spec"]["template"]["spec"]["volumes"]
+    scratch = {v["name"] for v in volumes if "emptyDir" in v}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    writable = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in scratch]
+    assert any(env["BENTOML_HOME"].startswith(path.rstrip("/") + "/") for path in writable)
+
+
+@pytest.mark.parametrize("variant", validate.VARIANTS)
+def test_argos_environment_is_accepted_by_the_service_settings(
+    variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, env = argos_container(variant)
+    argos = {name: value for name, value in env.items() if name.startswith("ARGOS_")}
+    assert argos.keys() <= {f"ARGOS_{name.upper()}" for name in Settings.model_fields}
+    for name, value in argos.items():
         monkeypatch.setenv(name, value)
-    settings = Settings()
-    assert settings.batch_max_size == int(env["ARGOS_BATCH_MAX_SIZE"])
+    assert Settings().model == argos["ARGOS_MODEL"]
 
 
-def test_compose_runs_argos_and_prometheus_scrapes_it() -> None:
-    validate.check_compose(DEPLOY_DIR / "docker-compose.yaml")
-    validate.check_prometheus(DEPLOY_DIR / "prometheus" / "prometheus.yml")
-    compose = validate.load_document(DEPLOY_DIR / "docker-compose.yaml")
-    assert compose["services"]["argos"]["environment"].keys() <= SETTINGS_NAMES
+def test_compose_environment_is_accepted_by_the_service_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [compose] = validate.load_yaml(DEPLOY_DIR / "docker-compose.yaml")
+    for name, value in compose["services"]["argos"]["environment"].items():
+        assert name.lower().removeprefix("argos_") in Settings.model_fields
+        monkeypatch.setenv(name, value)
+    Settings()
 
 
-def test_validator_rejects_a_non_integer_replica_count(tmp_path: Path) -> None:
-    deployment = load("deployment.yaml")
-    deployment["spec"]["replicas"] = "two"
-    path = tmp_path / "deployment.yaml"
-    path.write_text(yaml.safe_dump(deployment))
-    with pytest.raises(ManifestError, match=r"at spec\.replicas: 'two' is not of type"):
-        validate.validate_manifest(path)
+def replace(path: str, old: str, new: str) -> Any:
+    """A breakage: replace ``old`` by ``new`` in the file at ``path`` of a copied repository."""
+
+    def apply(root: Path) -> None:
+        file = root / path
+        text = file.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        file.write_text(text.replace(old, new, 1))
+
+    return apply
 
 
-def test_validator_rejects_unknown_fields(tmp_path: Path) -> None:
-    deployment = load("deployment.yaml")
-    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
-    path = tmp_path / "deployment.yaml"
-    path.write_text(yaml.safe_dump(deployment))
-    with pytest.raises(ManifestError, match="'livenessprobe' was unexpected"):
-        validate.validate_manifest(path)
+def add_file(path: str, text: str) -> Any:
+    return lambda root: (root / path).write_text(text)
 
 
-def _retarget_service(root: Path) -> None:
-    path = root / "kubernetes" / "common" / "service.yaml"
-    service = yaml.safe_load(path.read_text())
-    service["spec"]["selector"] = {"app.kubernetes.io/name": "argus"}
-    path.write_text(yaml.safe_dump(service))
-
-
-def _add_unlisted_manifest(root: Path) -> None:
-    shutil.copy(root / "kubernetes" / "hpa.yaml", root / "kubernetes" / "gpu" / "hpa.yaml")
-
-
-def _scrape_wrong_path(root: Path) -> None:
-    path = root / "prometheus" / "prometheus.yml"
-    path.write_text(path.read_text().replace("metrics_path: /metrics", "metrics_path: /stats"))
-
-
-def _prefix_names(root: Path) -> None:
-    path = root / "kubernetes" / "kustomization.yaml"
-    path.write_text(path.read_text() + "namePrefix: staging-\n")
+DEPLOYMENT = "deploy/kubernetes/deployment.yaml"
+GPU_DEPLOYMENT = "deploy/kubernetes/gpu/deployment.yaml"
+CONFIG_MAP = "deploy/kubernetes/common/configmap.yaml"
+EXTRA_CONFIG_MAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"}}
 
 
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
-        (_retarget_service, "Service/argos selects no Deployment's pods"),
-        (_add_unlisted_manifest, "not listed in any kustomization.yaml"),
-        (_scrape_wrong_path, "scrapes /stats, not /metrics"),
-        (_prefix_names, "uses namePrefix, which this offline check does not render"),
+        pytest.param(
+            replace(DEPLOYMENT, "revisionHistoryLimit: 5", "revisionHistoryLimit: five"),
+            "at spec.revisionHistoryLimit: 'five' is not of type 'integer'",
+            id="schema-type",
+        ),
+        pytest.param(
+            replace(DEPLOYMENT, "livenessProbe:", "livenessprobe:"),
+            "'livenessprobe' was unexpected",
+            id="schema-unknown-field",
+        ),
+        pytest.param(
+            replace("deploy/kubernetes/kustomization.yaml", "- hpa.yaml", "- hpa.yml"),
+            "kustomize failed",
+            id="kustomization-missing-file",
+        ),
+        pytest.param(
+            add_file("deploy/kubernetes/extra.yaml", json.dumps(EXTRA_CONFIG_MAP)),
+            "ConfigMap/extra is applied by no kustomization",
+            id="manifest-not-applied",
+        ),
+        pytest.param(
+            replace(
+                "deploy/kubernetes/common/service.yaml",
+                "name: argos\n  ports",
+                "name: argus\n  ports",
+            ),
+            "Service/argos selects no Deployment's pods",
+            id="service-selector",
+        ),
+        pytest.param(
+            replace(
+                GPU_DEPLOYMENT, "instance: argos-gpu\n  template:", "instance: gpu\n  template:"
+            ),
+            "Deployment/argos-gpu: selector does not match its pod labels",
+            id="deployment-selector",
+        ),
+        pytest.param(
+            replace(
+                "deploy/kubernetes/common/pdb.yaml",
+                "matchLabels:\n      app.kubernetes.io/name: argos",
+                "matchLabels:\n      app.kubernetes.io/name: argus",
+            ),
+            "PodDisruptionBudget/argos selects no Deployment's pods",
+            id="budget-selector",
+        ),
+        pytest.param(
+            replace("deploy/kubernetes/common/service.yaml", "targetPort: http", "targetPort: web"),
+            "Service/argos: no pod names port 'web'",
+            id="service-target-port",
+        ),
+        pytest.param(
+            replace(
+                "deploy/kubernetes/hpa.yaml",
+                "name: argos\n  minReplicas",
+                "name: argus\n  minReplicas",
+            ),
+            "HorizontalPodAutoscaler/argos scales Deployment/argus, which is not defined",
+            id="autoscaler-target",
+        ),
+        pytest.param(
+            replace(
+                GPU_DEPLOYMENT,
+                "readinessProbe:\n            httpGet:\n              path: /readyz",
+                "readinessProbe:\n            httpGet:\n              path: /livez",
+            ),
+            "gpu: Deployment/argos-gpu: readinessProbe must GET /readyz",
+            id="readiness-route",
+        ),
+        pytest.param(
+            replace(GPU_DEPLOYMENT, "name: argos-config", "name: argos-settings"),
+            "reads ConfigMap/argos-settings, which is not defined",
+            id="undefined-config-map",
+        ),
+        pytest.param(
+            replace(DEPLOYMENT, "path: /livez", "path: /healthz"),
+            "livenessProbe must GET /livez",
+            id="liveness-route",
+        ),
+        pytest.param(
+            replace(
+                GPU_DEPLOYMENT,
+                "terminationGracePeriodSeconds: 60",
+                "terminationGracePeriodSeconds: 30",
+            ),
+            "terminationGracePeriodSeconds 30 < preStop 10 s + drain 30 s",
+            id="grace-shorter-than-drain",
+        ),
+        pytest.param(
+            replace(CONFIG_MAP, "\ndata:\n", '\ndata:\n  ARGOS_DRAIN_TIMEOUT_S: "60"\n'),
+            "terminationGracePeriodSeconds 60 < preStop 10 s + drain 60 s",
+            id="drain-longer-than-grace",
+        ),
+        pytest.param(
+            replace(DEPLOYMENT, 'command: ["sleep", "10"]', 'command: ["true"]'),
+            "preStop must be exec [sleep, SECONDS]",
+            id="no-prestop-sleep",
+        ),
+        pytest.param(
+            replace(CONFIG_MAP, 'ARGOS_WORKERS: "2"', 'ARGOS_WORKERS: "3"'),
+            "cpu: Deployment/argos: ARGOS_WORKERS (3) x ARGOS_INFERENCE_THREADS (1) must be set "
+            "and at most the CPU limit (2)",
+            id="workers-over-cpu-limit",
+        ),
+        pytest.param(
+            replace(CONFIG_MAP, 'ARGOS_INFERENCE_THREADS: "1"', 'ARGOS_INFERENCE_THREADS: "0"'),
+            "ARGOS_INFERENCE_THREADS (0) must be set",
+            id="threads-sized-from-node",
+        ),
+        pytest.param(
+            replace(
+                "deploy/docker-compose.yaml", "stop_grace_period: 40s", "stop_grace_period: 10s"
+            ),
+            "argos stop_grace_period is shorter than the 30 s drain",
+            id="compose-kills-before-drain",
+        ),
+        pytest.param(
+            replace(
+                "deploy/prometheus/prometheus.yml", "metrics_path: /metrics", "metrics_path: /stats"
+            ),
+            "no job scrapes argos:3000/metrics",
+            id="prometheus-path",
+        ),
+        pytest.param(
+            replace(
+                "deploy/bentofile.gpu.yaml", '"onnxruntime-gpu==1.31.1"', '"onnxruntime-gpu<1.27"'
+            ),
+            "onnxruntime-gpu<1.27 differs from pyproject.toml's onnxruntime-gpu==1.31.1",
+            id="bento-pin-differs",
+        ),
+        pytest.param(
+            replace("pyproject.toml", '"onnxruntime==1.31.1;', '"onnxruntime>=1.31;'),
+            "onnxruntime and onnxruntime-gpu need the same == pin",
+            id="runtime-pins-differ",
+        ),
     ],
 )
-def test_cli_exits_non_zero_on_a_broken_copy(
-    breakage: Callable[[Path], None],
-    message: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+def test_each_check_fails_on_a_broken_copy(
+    breakage: Any, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "deploy"
-    shutil.copytree(DEPLOY_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    assert validate.main([str(root)]) == 0
-    breakage(root)
-    assert validate.main([str(root)]) == 1
+    for name in ("pyproject.toml", "bentofile.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(
+        DEPLOY_DIR, tmp_path / "deploy", ignore=shutil.ignore_patterns("*.py", "__pycache__")
+    )
+    breakage(tmp_path)
+    assert validate.main([str(tmp_path / "deploy")]) == 1
     assert message in capsys.readouterr().err

@@ -63,7 +63,7 @@ def test_a_single_label_can_be_asked_for(client: httpx.Client, images: Path) -> 
         ("max_detections=0", "max_detections: Input should be greater than or equal to 1"),
         ("mode=fast", "mode: Input should be 'exact' or 'dense'"),
         ("classes=unicorn", "unknown classes ['unicorn']"),
-        ("window_sizes=0.05&overlap=0.9", "windows on a 512x430 image; the limit is 2048"),
+        ("window_sizes=0.05&overlap=0.9", "windows on a 512x430 image; the limit is 512"),
     ],
 )
 def test_bad_parameters_get_422_with_a_message(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import numpy as np
 import pytest
+from PIL import Image
 from pydantic import ValidationError
 
 from service.card import Preprocessing
 from service.detection.dense import feature_cells, pool_cells
 from service.detection.merge import WindowScores, class_scores, select
 from service.detection.params import DetectParams
-from service.detection.plan import input_regions, plan, targets
+from service.detection.plan import box_chunks, input_regions, plan, targets, window_inputs
 from service.errors import InvalidParameter
 from tests.service.test_card import make_card
 
@@ -108,3 +112,43 @@ def test_select_keeps_classes_apart_and_honours_max_detections() -> None:
     one = select(WindowScores(boxes, scores, ["dog", "cat"]), DetectParams(max_detections=1))
     assert [d.label for d in one] == ["dog"]
     assert select(WindowScores(boxes, scores * 0.1, ["dog", "cat"]), DetectParams()) == []
+
+
+def test_plan_refuses_a_huge_window_count_before_building_any_box() -> None:
+    # 1-pixel windows every pixel of a 7000x7000 image: 49 million boxes, 1.6 GB of them.
+    params = DetectParams(window_sizes=[0.0001], overlap=0.9)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(InvalidParameter, match=r"need 49000000 windows .* limit is 2048"):
+            plan(7000, 7000, params, SQUASH, max_windows=2048)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 0.5
+    assert peak < 1024 * 1024
+
+
+def test_exact_mode_crops_in_chunks_that_match_one_crop_of_all() -> None:
+    rgb = Image.fromarray(np.random.default_rng(3).integers(0, 255, (90, 120, 3), np.uint8))
+    boxes = np.concatenate([scale.boxes for scale in plan(120, 90, DetectParams(), SQUASH, 500)])
+    chunks = list(box_chunks(boxes, 7))
+    assert [len(chunk) for chunk in chunks[:-1]] == [7] * (len(chunks) - 1)
+    assert 1 <= len(chunks[-1]) <= 7
+    pieces = np.concatenate([window_inputs(rgb, chunk, SQUASH) for chunk in chunks])
+    np.testing.assert_array_equal(pieces, window_inputs(rgb, boxes, SQUASH))
+
+
+def test_exact_mode_memory_is_bounded_by_the_chunk_not_the_window_count() -> None:
+    rgb = Image.new("RGB", (1000, 1000))
+    boxes = np.concatenate([s.boxes for s in plan(1000, 1000, DetectParams(), CROP, 2048)])
+    assert len(boxes) >= 70
+    one_input = CROP.height * CROP.width * 3
+    tracemalloc.start()
+    try:
+        for chunk in box_chunks(boxes, 8):
+            window_inputs(rgb, chunk, CROP)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 8 * one_input

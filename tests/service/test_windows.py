@@ -1,15 +1,12 @@
 from __future__ import annotations
 
+import random
+import tracemalloc
+
 import numpy as np
 import pytest
 
-from service.detection.windows import (
-    sliding_window_count,
-    sliding_windows,
-    window_boxes,
-    window_count,
-    window_specs,
-)
+from service.detection.windows import window_boxes, window_count, window_specs
 
 GEOMETRIES = [
     # (height, width, window, stride)
@@ -22,6 +19,16 @@ GEOMETRIES = [
     (10, 40, 15, 10),
     (300, 20, 64, 64),
 ]
+
+
+def every_box(height: int, width: int, fractions: list[float], overlap: float) -> np.ndarray:
+    specs = window_specs(height, width, fractions, overlap)
+    return np.concatenate([window_boxes(height, width, w, s) for w, s in specs])
+
+
+def every_count(height: int, width: int, fractions: list[float], overlap: float) -> int:
+    specs = window_specs(height, width, fractions, overlap)
+    return sum(window_count(height, width, w, s) for w, s in specs)
 
 
 def _coverage(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -130,10 +137,10 @@ def test_window_specs_stride_is_at_least_one():
 
 
 def test_sliding_windows_known_layout():
-    boxes = sliding_windows(480, 640, [1.0, 0.5], overlap=0.5)
+    boxes = every_box(480, 640, [1.0, 0.5], overlap=0.5)
 
     # 480 px windows, stride 240: x starts 0, 160 (border); 240 px, stride 120: 5 x 3
-    assert len(boxes) == 2 + 15 == sliding_window_count(480, 640, [1.0, 0.5], 0.5)
+    assert len(boxes) == 2 + 15 == every_count(480, 640, [1.0, 0.5], 0.5)
     assert boxes[:2].tolist() == [[0, 0, 480, 480], [160, 0, 640, 480]]
     assert (boxes[2:, 2] - boxes[2:, 0] == 240).all()
 
@@ -141,10 +148,10 @@ def test_sliding_windows_known_layout():
 @pytest.mark.parametrize(("height", "width"), [(480, 640), (929, 512), (37, 53)])
 def test_sliding_windows_cover_every_pixel_at_every_size(height, width):
     fractions = [1.0, 0.6, 0.3]
-    boxes = sliding_windows(height, width, fractions, overlap=0.25)
+    boxes = every_box(height, width, fractions, overlap=0.25)
 
     assert len(np.unique(boxes, axis=0)) == len(boxes)
-    assert len(boxes) == sliding_window_count(height, width, fractions, 0.25)
+    assert len(boxes) == every_count(height, width, fractions, 0.25)
     for window, _ in window_specs(height, width, fractions, 0.25):
         same_size = boxes[boxes[:, 2] - boxes[:, 0] == window]
         assert _coverage(same_size, height, width).all()
@@ -153,9 +160,9 @@ def test_sliding_windows_cover_every_pixel_at_every_size(height, width):
 def test_fractions_rounding_to_one_size_are_deduplicated():
     # 0.5 * 3 = 1.5 -> 2 and 0.6 * 3 = 1.8 -> 2
     assert window_specs(3, 3, [0.5, 0.6], 0.0) == [(2, 2)]
-    boxes = sliding_windows(3, 3, [0.5, 0.6, 0.5], overlap=0.0)
+    boxes = every_box(3, 3, [0.5, 0.6, 0.5], overlap=0.0)
     assert boxes.tolist() == [[0, 0, 2, 2], [1, 0, 3, 2], [0, 1, 2, 3], [1, 1, 3, 3]]
-    assert sliding_window_count(3, 3, [0.5, 0.6, 0.5], 0.0) == 4
+    assert every_count(3, 3, [0.5, 0.6, 0.5], 0.0) == 4
 
 
 @pytest.mark.parametrize(
@@ -172,11 +179,33 @@ def test_fractions_rounding_to_one_size_are_deduplicated():
 )
 def test_sliding_windows_rejects_bad_arguments(fractions, overlap, message):
     with pytest.raises(ValueError, match=message):
-        sliding_windows(480, 640, fractions, overlap)
+        every_box(480, 640, fractions, overlap)
     with pytest.raises(ValueError, match=message):
-        sliding_window_count(480, 640, fractions, overlap)
+        every_count(480, 640, fractions, overlap)
 
 
 def test_sliding_windows_rejects_bad_image_size():
     with pytest.raises(ValueError, match="height must be a positive integer, got 0"):
-        sliding_windows(0, 640, [0.5], 0.5)
+        every_box(0, 640, [0.5], 0.5)
+
+
+def test_closed_form_count_matches_the_boxes_on_random_geometries():
+    rng = random.Random(7)
+    for _ in range(500):
+        height, width = rng.randint(1, 300), rng.randint(1, 300)
+        window = rng.randint(1, 320)
+        stride = rng.randint(1, window)
+        expected = len(window_boxes(height, width, window, stride))
+        assert window_count(height, width, window, stride) == expected
+
+
+def test_counting_a_huge_grid_allocates_nothing():
+    # A 50-megapixel strip with 1-pixel windows: the boxes would take 1.6 GB.
+    tracemalloc.start()
+    try:
+        count = window_count(1, 50_000_000, 1, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 50_000_000
+    assert peak < 64 * 1024

@@ -19,14 +19,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from service import metrics
-from service.card import ModelCard
+from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
 from service.errors import ArgosError, InvalidParameter
 from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, admitted
-from service.http.uploads import IMAGE_FIELD, _read_body
+from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, _read_body
 from service.http.v2 import codec
 from service.http.v2.errors import InvalidTensor, ProtocolRoute, UnknownEndpoint, describe
 from service.http.v2.schemas import (
     ConfigTensor,
+    ErrorReply,
     ModelConfig,
     ModelMetadata,
     ModelReady,
@@ -43,17 +44,26 @@ from service.preprocessing import prepare_bytes
 from service.repository.control import READY, UNAVAILABLE
 
 Message = TypeVar("Message", bound=BaseModel)
-router = APIRouter(prefix="/v2", route_class=ProtocolRoute, tags=["Open Inference Protocol"])
+router = APIRouter(
+    prefix="/v2",
+    route_class=ProtocolRoute,
+    tags=["Open Inference Protocol"],
+    responses={status: {"model": ErrorReply} for status in (400, 404, 413, 503)},
+)
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 PLATFORM = "onnxruntime_onnx"
-JSON_OVERHEAD_BYTES = 64 * 1024
-"""What an inference body may carry besides its images: the JSON object and length prefixes."""
 
-ModelName = Annotated[str, Path(description="a served model's name")]
-ModelVersion = Annotated[str, Path(description="one of its loaded versions")]
+ModelName = Annotated[str, Path(description="a served model's name", pattern=NAME_PATTERN)]
+ModelVersion = Annotated[
+    str, Path(description="one of its loaded versions", pattern=VERSION_PATTERN)
+]
 TagInPath = Annotated[
-    str, Path(description="a model name, or a store tag ``name:version`` to pick the version")
+    str,
+    Path(
+        description="a model name, or a store tag ``name:version`` to pick the version",
+        pattern=TAG_PATTERN,
+    ),
 ]
 
 
@@ -138,7 +148,7 @@ async def infer(
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
     settings = backend.settings
-    max_body_bytes = settings.max_upload_bytes + JSON_OVERHEAD_BYTES
+    max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES  # the JSON object
     with backend.models.lease(name, version) as model:
         card = model.card
         started = time.perf_counter()
@@ -235,7 +245,11 @@ def _image_input(decoded: codec.DecodedRequest) -> RequestInput:
 async def _prepare(backend: Backend, card: ModelCard, position: int, image: bytes) -> np.ndarray:
     try:
         return await backend.in_thread(
-            prepare_bytes, image, card.preprocessing, max_pixels=backend.settings.max_image_pixels
+            prepare_bytes,
+            image,
+            card.preprocessing,
+            max_pixels=backend.settings.max_image_pixels,
+            max_decoded_bytes=backend.settings.max_decoded_bytes,
         )
     except ArgosError as error:
         raise type(error)(f"image {position} of input {IMAGE_FIELD!r}: {error.detail}") from None
@@ -250,7 +264,7 @@ def _parse(schema: type[Message], body: bytes) -> Message:
 
 
 async def _small_body(request: Request) -> bytes:
-    return await _read_body(request, JSON_OVERHEAD_BYTES)
+    return await _read_body(request, FORM_OVERHEAD_BYTES)
 
 
 async def _repository_request(request: Request) -> RepositoryRequest:

@@ -68,11 +68,26 @@ def test_jobs_and_batches_take_turns() -> None:
     job = queue.submit_job(iter(()), now=0.0)
     for name in "ab":
         queue.submit(name, now=0.0)
-    turns = [queue.next(now=0.0) for _ in range(4)]
+    turns = []
+    for _ in range(4):
+        turns.append(queue.next(now=0.0))
+        if isinstance(turns[-1], Step):
+            queue.step_done(job, finished=False)
     assert [type(turn) for turn in turns] == [Batch, Step, Batch, Step]
     assert [items(turns[0]), items(turns[2])] == [["a"], ["b"]]
-    queue.finish_job(job)
+    queue.step_done(job, finished=True)
     assert queue.next(now=0.0) == Wait(None)
+
+
+def test_a_job_is_stepped_by_one_runner_thread_at_a_time() -> None:
+    queue = scheduler()
+    first = queue.submit_job(iter(()), now=0.0)
+    second = queue.submit_job(iter(()), now=0.0)
+    assert queue.next(now=0.0) == Step(first)
+    assert queue.next(now=0.0) == Step(second)  # first is still stepping elsewhere
+    assert queue.next(now=0.0) == Wait(None)
+    queue.step_done(first, finished=False)
+    assert queue.next(now=0.0) == Step(first)
 
 
 def test_a_started_job_is_not_expired_but_a_waiting_one_is() -> None:

@@ -1,0 +1,226 @@
+// The Argos page: send a photo to /classify, and on demand to /detect and /detect/render.
+// Plain browser JavaScript, no dependencies; every request goes to the server that served the page.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+let photo = null; // the File being shown
+let photoUrl = null;
+let heatmapUrl = null;
+
+/** A 4xx/5xx reply or a failed fetch, with the message to show. */
+class RequestFailed extends Error {}
+
+async function send(path, params, file) {
+  const body = new FormData();
+  body.append("image", file, file.name || "photo");
+  const query = new URLSearchParams(params);
+  const model = $("model").value;
+  if (model) query.set("model", model);
+  const started = performance.now();
+  let reply;
+  try {
+    reply = await fetch(`${path}?${query}`, { method: "POST", body });
+  } catch (error) {
+    throw new RequestFailed(`Argos could not be reached (${error.message}).`);
+  }
+  if (!reply.ok) throw new RequestFailed(await describeError(reply));
+  return { reply, roundTripMs: performance.now() - started };
+}
+
+async function describeError(reply) {
+  let text = "";
+  try {
+    text = await reply.text();
+    const body = JSON.parse(text);
+    if (body.detail) return `${reply.status} ${body.error || reply.statusText}: ${body.detail}`;
+  } catch {
+    // not JSON: fall through to the status line and text
+  }
+  return `${reply.status} ${reply.statusText}${text ? `: ${text.slice(0, 300)}` : ""}`;
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function fillBars(list, rows) {
+  list.replaceChildren(
+    ...rows.map(({ name, score }) => {
+      const item = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = "label";
+      label.textContent = name;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.style.setProperty("--score", Math.max(0, Math.min(1, score)));
+      const value = document.createElement("span");
+      value.className = "score";
+      value.textContent = `${(score * 100).toFixed(1)} %`;
+      item.append(label, bar, value);
+      return item;
+    }),
+  );
+}
+
+function describeTiming(timing, roundTripMs) {
+  const parts = ["preprocess", "inference", "total"].map((key) => `${key} ${timing[key]} ms`);
+  return `Server: ${parts.join(" · ")}; round trip ${roundTripMs.toFixed(0)} ms`;
+}
+
+function clearDetection() {
+  $("boxes").replaceChildren();
+  $("detection").hidden = true;
+  if (heatmapUrl) URL.revokeObjectURL(heatmapUrl);
+  heatmapUrl = null;
+  $("heatmap").removeAttribute("src");
+}
+
+async function classify() {
+  if (!photo) return;
+  showError("");
+  document.body.classList.add("busy");
+  try {
+    const topK = $("top-k").value || "5";
+    const { reply, roundTripMs } = await send("classify", { top_k: topK, groups: "true" }, photo);
+    const result = await reply.json();
+    fillBars(
+      $("predictions"),
+      result.predictions.map((p) => ({ name: p.label, score: p.score })),
+    );
+    const groups = result.groups || [];
+    fillBars($("groups"), groups);
+    $("groups").hidden = $("groups-title").hidden = groups.length === 0;
+    $("timing").textContent = describeTiming(result.timing_ms, roundTripMs);
+    $("result").hidden = false;
+  } catch (error) {
+    if (!(error instanceof RequestFailed)) throw error;
+    $("result").hidden = true;
+    showError(error.message);
+  } finally {
+    document.body.classList.remove("busy");
+  }
+}
+
+function drawBoxes(result) {
+  const svg = $("boxes");
+  const { width, height } = result.image;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("font-size", Math.max(12, Math.round(Math.max(width, height) / 32)));
+  svg.replaceChildren(
+    ...result.detections.map((d, rank) => {
+      const [x0, y0, x1, y1] = d.box;
+      const group = document.createElementNS(SVG_NS, "g");
+      group.setAttribute("class", `box colour-${rank % 6}`);
+      const rect = document.createElementNS(SVG_NS, "rect");
+      Object.entries({ x: x0, y: y0, width: x1 - x0, height: y1 - y0 }).forEach(([k, v]) =>
+        rect.setAttribute(k, v),
+      );
+      const caption = document.createElementNS(SVG_NS, "text");
+      caption.setAttribute("x", x0 + 4);
+      caption.setAttribute("y", y0 + 4);
+      caption.textContent = `${d.label} ${(d.score * 100).toFixed(0)} %`;
+      const title = document.createElementNS(SVG_NS, "title");
+      title.textContent = caption.textContent;
+      group.append(title, rect, caption);
+      return group;
+    }),
+  );
+}
+
+async function detect() {
+  if (!photo) return;
+  showError("");
+  clearDetection();
+  document.body.classList.add("busy");
+  $("detect").disabled = true;
+  const params = { mode: $("detect-mode").value };
+  try {
+    const { reply, roundTripMs } = await send("detect", params, photo);
+    const result = await reply.json();
+    drawBoxes(result);
+    fillBars(
+      $("detections"),
+      result.detections.map((d) => ({ name: `${d.label} [${d.box.join(", ")}]`, score: d.score })),
+    );
+    $("detect-timing").textContent =
+      `${result.detections.length} found in ${result.windows} windows (${result.mode}). ` +
+      describeTiming(result.timing_ms, roundTripMs);
+    $("detection").hidden = false;
+    const rendered = await send("detect/render", params, photo);
+    heatmapUrl = URL.createObjectURL(await rendered.reply.blob());
+    $("heatmap").src = heatmapUrl;
+  } catch (error) {
+    if (!(error instanceof RequestFailed)) throw error;
+    showError(error.message);
+  } finally {
+    document.body.classList.remove("busy");
+    $("detect").disabled = false;
+  }
+}
+
+function choose(file) {
+  if (!file) return;
+  photo = file;
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = URL.createObjectURL(file);
+  $("photo").src = photoUrl;
+  document.body.classList.add("has-photo");
+  clearDetection();
+  classify();
+}
+
+async function loadModels() {
+  const reply = await fetch("models");
+  if (reply.ok) {
+    const body = await reply.json();
+    const names = (Array.isArray(body) ? body : body.models || []).map((m) => m.name || m);
+    if (names.length > 1) {
+      $("model").replaceChildren(...names.map((name) => new Option(name, name)));
+      $("model-choice").hidden = false;
+    }
+  }
+  await describeModel();
+}
+
+async function describeModel() {
+  const query = $("model").value ? `?model=${encodeURIComponent($("model").value)}` : "";
+  const reply = await fetch(`model${query}`);
+  if (!reply.ok) return;
+  const card = await reply.json();
+  $("model-name").textContent = `${card.name}:${card.version}, ${card.labels.length} labels`;
+  const dense = $("detect-mode").querySelector("option[value=dense]");
+  dense.disabled = !card.dense;
+  $("detect-mode").value = card.dense ? "dense" : "exact";
+}
+
+function setUp() {
+  $("file").addEventListener("change", (event) => choose(event.target.files[0]));
+  $("camera").addEventListener("change", (event) => choose(event.target.files[0]));
+  $("top-k").addEventListener("change", classify);
+  $("detect").addEventListener("click", detect);
+  $("model").addEventListener("change", () => {
+    describeModel();
+    clearDetection();
+    classify();
+  });
+  const zone = $("drop-zone");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => {
+      event.preventDefault();
+      zone.classList.add("dragging");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("dragging"));
+  }
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    choose(event.dataTransfer.files[0]);
+  });
+  loadModels();
+}
+
+setUp();

@@ -1,0 +1,75 @@
+"""The page at ``/`` in Chromium: classify a photo, find objects in it, read the errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.integration
+
+
+def open_page(page: Page, argos_url: str) -> None:
+    page.goto(f"{argos_url}/")
+    expect(page.locator("#model-name")).to_contain_text("labels")
+
+
+def test_the_page_is_argos_and_loads_nothing_from_outside(
+    page: Page, argos_url: str, outside_requests: list[str]
+) -> None:
+    loaded: list[str] = []
+    page.on("requestfinished", lambda request: loaded.append(request.url))
+    open_page(page, argos_url)
+    expect(page).to_have_title("Argos")
+    assert "BentoML" not in page.content()
+    assert {f"{argos_url}/static/app.js", f"{argos_url}/static/style.css"} <= set(loaded)
+    assert outside_requests == []
+
+
+def test_a_chosen_photo_is_classified(page: Page, argos_url: str, images: Path) -> None:
+    open_page(page, argos_url)
+    page.set_input_files("#file", images / "cat.bmp")
+    labels = page.locator("#predictions .label")
+    expect(labels.first).to_have_text("Egyptian_cat")
+    expect(labels).to_have_count(5)
+    expect(page.locator("#groups .label").first).to_have_text("cat")
+    expect(page.locator("#photo")).to_have_js_property("complete", True)
+    expect(page.locator("#timing")).to_contain_text("inference")
+    expect(page.locator("#error")).to_be_hidden()
+
+
+def test_find_objects_draws_a_box_over_each_dog(page: Page, argos_url: str, images: Path) -> None:
+    open_page(page, argos_url)
+    page.set_input_files("#file", images / "pets.jpg")
+    expect(page.locator("#predictions li")).to_have_count(5)
+    page.click("#detect")
+    boxes = page.locator("#boxes rect")
+    expect(boxes).to_have_count(2)
+    expect(page.locator("#boxes text").first).to_contain_text("dog")
+    assert page.locator("#boxes").get_attribute("viewBox") == "0 0 512 430"
+    for box in boxes.all():
+        x, width = float(box.get_attribute("x")), float(box.get_attribute("width"))
+        assert x >= 0 and x + width <= 512 and width >= 100
+    photo, overlay = page.locator("#photo").bounding_box(), page.locator("#boxes").bounding_box()
+    assert photo == overlay, "the boxes are drawn over the photo, at its size"
+    heatmap = page.wait_for_function("document.getElementById('heatmap').naturalWidth || false")
+    assert heatmap.json_value() > 512, "the rendering puts the heatmap beside the photo"
+
+
+def test_a_file_that_is_no_image_gets_the_servers_message(page: Page, argos_url: str) -> None:
+    open_page(page, argos_url)
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"}
+    page.set_input_files("#file", files=[notes])
+    error = page.locator("#error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("422 invalid_image")
+    expect(error).to_contain_text("is not an image format Argos can read")
+    expect(page.locator("#result")).to_be_hidden()
+
+
+def test_a_bad_top_k_gets_the_servers_message(page: Page, argos_url: str, images: Path) -> None:
+    open_page(page, argos_url)
+    page.fill("#top-k", "5000")
+    page.set_input_files("#file", images / "cat.bmp")
+    expect(page.locator("#error")).to_contain_text("422 invalid_parameter: top_k must be at most")
