@@ -6,7 +6,7 @@ default) and in the JSON form (base64), one request at a time, in interleaved ro
 drift hits every path alike. Prints the server's CPU time per request (all its processes; the
 median over blocks) and each path's ratio to ``/classify``.
 
-    python -m benchmarks.protocol [--image PHOTO] [--requests 300] [--env ARGOS_WORKERS=1]
+    python -m benchmarks.protocol [--image PHOTO] [--requests 1440] [--env ARGOS_WORKERS=1]
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.protocol", description=__doc__)
     parser.add_argument("--image", type=Path, default=shared_dir() / "images" / "cat_720p.jpg")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="a model name the server serves")
-    parser.add_argument("--requests", type=int, default=300, help="per path")
-    parser.add_argument("--rounds", type=int, default=6, help="interleaved blocks per path")
+    parser.add_argument("--requests", type=int, default=1440, help="per path")
+    parser.add_argument("--rounds", type=int, default=36, help="interleaved blocks per path")
     parser.add_argument("--warmup", type=int, default=20, help="requests per path first")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
