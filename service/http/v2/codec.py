@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,7 +29,12 @@ from pydantic import ValidationError
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType
 from service.http.v2.errors import InvalidTensor, describe
-from service.http.v2.schemas import InferenceRequest, RequestInput, ResponseOutput
+from service.http.v2.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestInput,
+    ResponseOutput,
+)
 
 INFERENCE_HEADER = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
@@ -279,14 +283,11 @@ def encode_response(
             blobs.append(blob)
         else:
             entry.data = _json_tensor(output)
-        described.append(entry.model_dump(exclude_none=True))
-    header: dict[str, Any] = {"model_name": model_name}
-    if model_version is not None:
-        header["model_version"] = model_version
-    if request_id is not None:
-        header["id"] = request_id
-    header["outputs"] = described
-    json_part = json.dumps(header, separators=(",", ":")).encode()
+        described.append(entry)
+    response = InferenceResponse(
+        model_name=model_name, model_version=model_version, id=request_id, outputs=described
+    )
+    json_part = response.model_dump_json(exclude_none=True).encode()
     if not any(output.binary for output in outputs):
         return EncodedResponse(json_part, None)
     return EncodedResponse(b"".join([json_part, *blobs]), len(json_part))
