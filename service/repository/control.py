@@ -231,7 +231,7 @@ class Controller(Generic[M]):
         for name, served in self.registry.served().items():
             for model in served:
                 models.setdefault(name, {})[model.card.version] = VersionState(READY)
-        for (name, version), reason in self._failures.items():
+        for (name, version), reason in list(self._failures.items()):  # another thread adds
             models.setdefault(name, {})[version] = VersionState(UNAVAILABLE, reason)
         return WorkerStatus(self.pid, self._generation, models)
 
