@@ -98,14 +98,20 @@ class ArgosClient:
     """Blocking client for one Argos server; use as a context manager or call `close()`."""
 
     def __init__(
-        self, base_url: str, timeout: float = 10.0, max_reply_bytes: int = MAX_REPLY_BYTES
+        self,
+        base_url: str,
+        timeout: float = 10.0,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+        model: str | None = None,
     ) -> None:
         """``timeout`` is the deadline of each whole call; replies over ``max_reply_bytes``
-        are refused."""
+        are refused; ``model`` names one of the server's models (default: its default)."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_reply_bytes = max_reply_bytes
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, params={"model": model} if model else None
+        )
 
     def classify(self, image: bytes | Path, top_k: int = 5, groups: bool = True) -> ClassifyResult:
         """Top-k labels (and label-group scores when `groups`) for one image."""
@@ -117,7 +123,7 @@ class ArgosClient:
         return _parse(DetectResult, self._post("/detect", image, params))
 
     def model_card(self) -> ModelCard:
-        """The card of the model the server runs."""
+        """The card of the model the client uses."""
         return _parse(ModelCard, self._send("GET", "/model"))
 
     def close(self) -> None:

@@ -18,6 +18,11 @@ CARD_FILENAME = "card.json"
 ONNX_FILENAME = "model.onnx"
 ONNX_METADATA_KEY = "argos.card"
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+VERSION_PATTERN = r"^[A-Za-z0-9_.-]+$"
+TAG_PATTERN = r"^[a-z0-9][a-z0-9_.-]*(:[A-Za-z0-9_.-]+)?$"
+"""``name`` or ``name:version``, as the BentoML store and the routes take them."""
+
 Interpolation = Literal["nearest", "bilinear", "bicubic"]
 
 
@@ -74,8 +79,8 @@ class DenseHead(_Frozen):
 class ModelCard(_Frozen):
     """Everything the service needs to know about a model, and where it came from."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    version: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
     task: Literal["classification"] = "classification"
     labels: list[str] = Field(min_length=2)
     label_groups: dict[str, list[int]] = Field(default_factory=dict)

@@ -95,3 +95,20 @@ class ShuttingDown(ServiceUnavailable):
 
 class NotReady(ServiceUnavailable):
     code = "not_ready"
+
+
+class UnknownModel(ArgosError):
+    status_code = 404
+    code = "unknown_model"
+
+
+class ModelLoadFailed(ArgosError):
+    status_code = 400
+    code = "model_load_failed"
+
+
+class ModelsChanging(ServiceUnavailable):
+    """A load or unload has not reached every worker in time; it goes on in the background."""
+
+    code = "models_changing"
+    retry_after_s = 5

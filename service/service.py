@@ -16,16 +16,19 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import bentoml
 
 from service.http.app import create_app
 from service.http.backend import Backend
-from service.inference.model import ServedModel
+from service.repository.control import ControlDir
+from service.repository.serving import serve_models
+from service.repository.store import BentoStore, resolve_all
 from service.settings import get_settings
 
+T = TypeVar("T")
 logger = logging.getLogger("argos.service")
 settings = get_settings()
 app = create_app()
@@ -54,6 +57,18 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def _packaging(tags: list[str]) -> Callable[[type[T]], type[T]]:
+    """Declare each model as a ``BentoModel`` attribute, so that ``bentoml build`` packages
+    every model of ``ARGOS_MODELS`` into the bento."""
+
+    def declare(cls: type[T]) -> type[T]:
+        for index, tag in enumerate(tags):
+            setattr(cls, f"artifact_{index}", bentoml.models.BentoModel(tag))
+        return cls
+
+    return declare
+
+
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
     name="argos",
@@ -61,16 +76,18 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
 )
+@_packaging(settings.model_tags)
 class Argos:
-    """One worker: the model, its runner, and the API's view of them."""
-
-    artifact = bentoml.models.BentoModel(settings.model)
+    """One worker: the models, their runners, and the API's view of them."""
 
     def __init__(self) -> None:
         _log_through_bentoml()
         worker_index = bentoml.server_context.worker_index or 1  # 1-based
-        model = ServedModel.load(Path(self.artifact.path), settings, worker_index - 1)
-        self.backend = Backend(settings, model)
+        store = BentoStore()
+        control = ControlDir.for_server(settings.control_dir)
+        models = resolve_all(store, settings.model_tags)
+        controller = serve_models(settings, store, control, models, worker_index - 1)
+        self.backend = Backend(settings, store, controller)
         app.state.backend = self.backend
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
@@ -79,7 +96,7 @@ class Argos:
         gc.freeze()
 
     def __is_ready__(self) -> bool:
-        return not self.backend.admission.draining
+        return self.backend.is_ready()
 
     def drain(self) -> None:
         """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
@@ -87,16 +104,16 @@ class Argos:
             return
         self.backend.admission.draining = True
         logger.info("draining: %d requests held", self.backend.admission.inflight)
-        runner = self.backend.model.runner
-        deadline = threading.Timer(
-            settings.drain_timeout_s, runner.abort, args=("the server's drain time ran out",)
-        )
+        deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True
         deadline.start()
 
+    def _abort(self) -> None:
+        for models in self.backend.models.served().values():
+            for model in models:
+                model.runner.abort("the server's drain time ran out")
+
     @bentoml.on_shutdown
     def close(self) -> None:
-        """After the last connection closed: stop the runner thread."""
-        runner = self.backend.model.runner
-        runner.close()
-        runner.join(settings.drain_timeout_s)
+        """After the last connection closed: stop the runner threads."""
+        self.backend.controller.stop()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.inference.sessions import gpu_count
 from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
@@ -26,6 +28,16 @@ class Settings(BaseSettings):
 
     model: str = Field(
         f"{DEFAULT_MODEL}:latest", description="BentoML model-store tag of the model to serve"
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="BentoML store tags of the models to serve, comma-separated; the first is "
+        "the default. Empty: ARGOS_MODEL alone",
+    )
+    control_dir: Path | None = Field(
+        None,
+        description="folder where the workers agree on the loaded models; default: one per "
+        "server under the temporary folder",
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, le=512 * 1024 * 1024)
     max_image_pixels: int = Field(
@@ -91,6 +103,18 @@ class Settings(BaseSettings):
         ge=1,
         description="largest window count per request (about 5 s of exact mode on one core)",
     )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_tags(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [tag.strip() for tag in value.split(",") if tag.strip()]
+        return value
+
+    @property
+    def model_tags(self) -> list[str]:
+        """The tags to serve, the default first."""
+        return self.models or [self.model]
 
     @property
     def uses_gpu(self) -> bool:

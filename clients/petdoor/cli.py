@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open a pet door for allowed animals seen by a camera, using an Argos server.",
     )
     parser.add_argument("--url", default="http://localhost:3000", help="Argos server base URL")
+    parser.add_argument("--model", help="one of the server's models (default: its default)")
     parser.add_argument("--policy", type=Path, required=True, help="policy YAML file")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--watch", type=Path, metavar="DIR", help="folder to watch for new images")
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     driver = make_driver(args, parser)
     source = make_source(args, parser)
     audit = AuditLog(args.audit_log) if args.audit_log else None
-    with ArgosClient(args.url, timeout=args.timeout) as client:
+    with ArgosClient(args.url, timeout=args.timeout, model=args.model) as client:
         try:
             check_names(policy, client.model_card())
         except PolicyError as exc:

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 
 from service import metrics
 from service.errors import ArgosError, InvalidParameter
-from service.http import classify, detect, pages
+from service.http import classify, detect, models, pages
 from service.http.backend import Backend
 from service.http.schemas import ErrorResponse
+from service.http.v2 import routes as v2
 
 
 def create_app(backend: Backend | None = None) -> FastAPI:
@@ -22,11 +23,13 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app = pages.app_with_page_and_docs(
         title="Argos",
         summary="Image classification and sliding-window detection",
-        responses={status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 503)},
+        responses={status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 503)},
     )
     app.state.backend = backend
     app.include_router(classify.router)
     app.include_router(detect.router)
+    app.include_router(models.router)
+    app.include_router(v2.router)
     app.add_exception_handler(ArgosError, _argos_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from service import metrics
 from service.card import ModelCard
 from service.errors import InvalidParameter
-from service.http.backend import CurrentBackend, admitted
+from service.http.backend import CurrentBackend, LeasedModel, admitted
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
@@ -32,6 +32,7 @@ DEFAULT_TOP_K = 5
 async def classify(
     request: Request,
     backend: CurrentBackend,
+    model: LeasedModel,
     top_k_: Annotated[
         int | None,
         Query(alias="top_k", ge=1, description="labels to return; default 5, or all if fewer"),
@@ -39,8 +40,7 @@ async def classify(
     groups: Annotated[bool, Query(description="also score the card's label groups")] = False,
 ) -> ClassifyResponse:
     """Classify one image sent as a multipart ``image`` field or as the raw body."""
-    settings, model = backend.settings, backend.model
-    card = model.card
+    settings, card = backend.settings, model.card
     top_k_ = min(DEFAULT_TOP_K, len(card.labels)) if top_k_ is None else top_k_
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
@@ -58,7 +58,7 @@ async def classify(
     finished = time.perf_counter()
 
     predictions = top_k(probabilities, card.labels, top_k_)
-    metrics.TOP1.labels(model=card.name, label=predictions[0].label).inc()
+    metrics.TOP1.labels(model=card.tag, label=predictions[0].label).inc()
     metrics.observe_stages(
         "classify", preprocess=preprocessed - started, inference=finished - preprocessed
     )
@@ -77,6 +77,6 @@ async def classify(
 
 
 @router.get("/model", response_model=ModelCard)
-async def model_card(backend: CurrentBackend) -> ModelCard:
-    """The model card of the served model."""
-    return backend.model.card
+async def model_card(model: LeasedModel) -> ModelCard:
+    """The model card of a served model."""
+    return model.card

@@ -12,17 +12,19 @@ from fastapi.responses import Response
 from PIL import Image
 
 from service import metrics
+from service.card import Preprocessing
 from service.detection.merge import Detection, WindowScores, class_scores, select
 from service.detection.params import DetectParams
 from service.detection.plan import Scale, plan, targets
 from service.detection.render import draw
 from service.detection.scoring import dense_steps, exact_steps
 from service.errors import InvalidParameter
-from service.http.backend import Backend, CurrentBackend, admitted
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, LeasedModel, admitted
 from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import Detection as DetectionBody
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
+from service.inference.model import ServedModel
 from service.preprocessing import load_rgb, open_image
 
 router = APIRouter(dependencies=[Depends(admitted)])
@@ -43,11 +45,13 @@ class _Result:
     responses=upload_responses(DETECT_EXAMPLE),
     openapi_extra=IMAGE_UPLOAD,
 )
-async def detect(request: Request, backend: CurrentBackend, params: Params) -> DetectResponse:
+async def detect(
+    request: Request, backend: CurrentBackend, model: LeasedModel, params: Params
+) -> DetectResponse:
     """Find the requested classes in one image by classifying overlapping windows."""
     started = time.perf_counter()
-    result = await _run(request, backend, params)
-    card = backend.model.card
+    result = await _run(request, backend, model, params)
+    card = model.card
     return DetectResponse(
         model=ModelRef(name=card.name, version=card.version),
         mode=params.mode,
@@ -70,22 +74,26 @@ async def detect(request: Request, backend: CurrentBackend, params: Params) -> D
     responses={200: {"content": {"image/png": {}}}} | upload_responses(),
     openapi_extra=IMAGE_UPLOAD,
 )
-async def detect_render(request: Request, backend: CurrentBackend, params: Params) -> Response:
+async def detect_render(
+    request: Request, backend: CurrentBackend, model: LeasedModel, params: Params
+) -> Response:
     """The same detection, drawn: boxes on the image beside a heatmap of window scores."""
-    result = await _run(request, backend, params)
+    result = await _run(request, backend, model, params)
     png = await backend.in_thread(draw, result.rgb, result.windows, result.detections)
-    return Response(content=png, media_type="image/png")
+    return Response(content=png, media_type="image/png", headers={MODEL_HEADER: model.card.tag})
 
 
-async def _run(request: Request, backend: Backend, params: DetectParams) -> _Result:
-    model, settings = backend.model, backend.settings
+async def _run(
+    request: Request, backend: Backend, model: ServedModel, params: DetectParams
+) -> _Result:
+    settings = backend.settings
     card, spec = model.card, model.card.preprocessing
     if params.mode == "dense" and model.dense is None:
         raise InvalidParameter(f"{card.tag} has no dense backbone/head graphs; use mode=exact")
     wanted = targets(card, params.classes)
     data = await read_image_upload(request, settings.max_upload_bytes)
     started = time.perf_counter()
-    rgb, scales = await backend.in_thread(_open_and_plan, data, params, backend)
+    rgb, scales = await backend.in_thread(_open_and_plan, data, params, backend, spec)
     boxes = np.concatenate([scale.boxes for scale in scales])
     queued = time.perf_counter()
     if params.mode == "exact":
@@ -106,11 +114,11 @@ async def _run(request: Request, backend: Backend, params: DetectParams) -> _Res
 
 
 def _open_and_plan(
-    data: bytes, params: DetectParams, backend: Backend
+    data: bytes, params: DetectParams, backend: Backend, spec: Preprocessing
 ) -> tuple[Image.Image, list[Scale]]:
     """Decode the upload and lay out its windows, off the event loop. The window count is
     checked on the header's size before any pixel is decoded (it is the same upright)."""
-    settings, spec = backend.settings, backend.model.card.preprocessing
+    settings = backend.settings
     image = open_image(data, max_pixels=settings.max_image_pixels)
     plan(image.width, image.height, params, spec, settings.detect_max_windows)
     rgb = load_rgb(image, max_decoded_bytes=settings.max_decoded_bytes)

@@ -62,3 +62,17 @@ class ErrorResponse(BaseModel):
 def ms(seconds: float) -> float:
     """Seconds → milliseconds, rounded for replies."""
     return round(seconds * 1000, 2)
+
+
+class ServedModelState(BaseModel):
+    name: str
+    version: str
+    labels: int | None = Field(None, description="number of labels, when loaded")
+    state: str = Field(description="READY, or UNAVAILABLE when loading failed")
+    reason: str = ""
+    default: bool = Field(description="answers requests that name no version")
+
+
+class ModelsResponse(BaseModel):
+    default: str = Field(description="the model of requests without model=")
+    models: list[ServedModelState]

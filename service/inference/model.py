@@ -76,7 +76,7 @@ class ServedModel:
             max_queue_size=settings.max_inflight,
             timeout_s=settings.queue_timeout_ms / 1000,
         )
-        runner = Runner(card.name, classifier.run, scheduler, instances=settings.instances)
+        runner = Runner(card.tag, classifier.run, scheduler, instances=settings.instances)
         served = cls(card, classifier, dense, runner)
         served.warm_up(settings.batch_size)
         logger.info("serving %s on %s", card.tag, classifier.providers)

@@ -117,7 +117,7 @@ def test_probes_and_metrics(client: httpx.Client, images: Path) -> None:
         for sample in family.samples
     ]
     top1_counts = {
-        (s.labels["model"], s.labels["label"]): s.value
+        (s.labels["model"].split(":")[0], s.labels["label"]): s.value
         for s in samples
         if s.name == "argos_top1_predictions_total"
     }

@@ -1,4 +1,4 @@
-"""An in-process Argos API over a tiny ONNX model: HTTP behaviour in milliseconds."""
+"""An in-process Argos API over tiny ONNX models: HTTP behaviour in milliseconds."""
 
 from __future__ import annotations
 
@@ -9,39 +9,86 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.card import ONNX_FILENAME, sha256_of
+from service.errors import UnknownModel
 from service.http.app import create_app
 from service.http.backend import Backend
-from service.inference.model import ServedModel
+from service.repository.control import ControlDir
+from service.repository.serving import serve_models
 from service.settings import Settings
 from tests.service.test_card import make_card
 from tests.service.tiny_model import write_tiny_classifier
 
 MakeClient = Callable[..., TestClient]
+TINY_MODELS = [("colours", "1"), ("colours", "2"), ("shades", "1")]
+
+
+class FolderStore:
+    """A model store in plain ``NAME/VERSION/`` folders; the highest version is latest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def resolve(self, tag: str) -> tuple[str, str]:
+        name, _, version = tag.partition(":")
+        versions = self._versions(name)
+        if version in ("", "latest") and versions:
+            return name, versions[-1]
+        if version not in versions:
+            raise UnknownModel(f"the model store has no {tag!r}")
+        return name, version
+
+    def stored(self) -> list[tuple[str, str]]:
+        names = sorted(p.name for p in self.root.iterdir())
+        return [(name, version) for name in names for version in self._versions(name)]
+
+    def artifact_path(self, name: str, version: str) -> Path:
+        return self.root / name / version
+
+    def _versions(self, name: str) -> list[str]:
+        folder = self.root / name
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 @pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A verified artifact folder: the tiny classifier (red/green/blue) and its card."""
-    directory = tmp_path_factory.mktemp("tiny-model")
-    write_tiny_classifier(directory / ONNX_FILENAME)
-    make_card(onnx_sha256=sha256_of(directory / ONNX_FILENAME)).save(directory)
-    return directory
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store-like folder ``NAME/VERSION/`` of verified artifacts of the tiny classifier
+    (red/green/blue): ``colours`` in versions 1 and 2, and ``shades``."""
+    root = tmp_path_factory.mktemp("tiny-store")
+    for name, version in TINY_MODELS:
+        directory = root / name / version
+        directory.mkdir(parents=True)
+        write_tiny_classifier(directory / ONNX_FILENAME)
+        card = make_card(name=name, version=version)
+        card.model_copy(update={"onnx_sha256": sha256_of(directory / ONNX_FILENAME)}).save(
+            directory
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tiny_store: Path) -> Path:
+    """A verified artifact folder: the tiny classifier and its card (``colours:1``)."""
+    return tiny_store / "colours" / "1"
 
 
 @pytest.fixture()
-def make_client(tiny_artifact: Path) -> Iterator[MakeClient]:
-    """Build a TestClient over the tiny model with the given ``Settings`` fields."""
+def make_client(tiny_store: Path, tmp_path: Path) -> Iterator[MakeClient]:
+    """Build a TestClient over tiny models (default: ``colours:1``) with the given
+    ``Settings`` fields."""
     backends: list[Backend] = []
 
-    def make(**settings: object) -> TestClient:
+    def make(served: dict[str, list[str]] | None = None, **settings: object) -> TestClient:
         options = Settings(**({"workers": 1, "inference_threads": 1} | settings))
-        backend = Backend(options, ServedModel.load(tiny_artifact, options))
+        control = ControlDir(tmp_path / f"control-{len(backends)}")
+        store = FolderStore(tiny_store)
+        controller = serve_models(options, store, control, served or {"colours": ["1"]})
+        backend = Backend(options, store, controller)
         backends.append(backend)
         return TestClient(create_app(backend))
 
     yield make
     for backend in backends:
-        backend.model.runner.close()
+        backend.controller.stop()
 
 
 @pytest.fixture()

@@ -1,0 +1,299 @@
+"""The REST endpoints of the Open Inference Protocol at ``/v2``, with Triton's binary tensor,
+classification and model repository extensions.
+
+Inference shares everything with ``POST /classify``: the upload ceiling, the card-driven
+preprocessing, the admission control and each model's runner, so one image costs the same
+either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib import metadata
+from typing import Annotated, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from service import metrics
+from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
+from service.errors import ArgosError, InvalidParameter
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, admitted
+from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, _read_body
+from service.http.v2 import codec
+from service.http.v2.errors import InvalidTensor, ProtocolRoute, UnknownEndpoint, describe
+from service.http.v2.schemas import (
+    ConfigTensor,
+    ErrorReply,
+    ModelConfig,
+    ModelMetadata,
+    ModelReady,
+    RepositoryIndexRequest,
+    RepositoryModel,
+    RepositoryRequest,
+    RequestInput,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+    TensorMetadata,
+)
+from service.preprocessing import prepare_bytes
+from service.repository.control import READY, UNAVAILABLE
+
+Message = TypeVar("Message", bound=BaseModel)
+router = APIRouter(
+    prefix="/v2",
+    route_class=ProtocolRoute,
+    tags=["Open Inference Protocol"],
+    responses={status: {"model": ErrorReply} for status in (400, 404, 413, 503)},
+)
+
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+PLATFORM = "onnxruntime_onnx"
+
+ModelName = Annotated[str, Path(description="a served model's name", pattern=NAME_PATTERN)]
+ModelVersion = Annotated[
+    str, Path(description="one of its loaded versions", pattern=VERSION_PATTERN)
+]
+TagInPath = Annotated[
+    str,
+    Path(
+        description="a model name, or a store tag ``name:version`` to pick the version",
+        pattern=TAG_PATTERN,
+    ),
+]
+
+
+@router.get("/health/live", response_model=ServerLive)
+async def live() -> ServerLive:
+    """The process answers HTTP."""
+    return ServerLive(live=True)
+
+
+@router.get("/health/ready", response_model=ServerReady)
+async def ready(request: Request) -> JSONResponse:
+    """200 when every wanted model is loaded and the server is not draining, else 503."""
+    backend: Backend | None = getattr(request.app.state, "backend", None)
+    is_ready = backend is not None and backend.is_ready()
+    return JSONResponse(ServerReady(ready=is_ready).model_dump(), 200 if is_ready else 503)
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata() -> ServerMetadata:
+    """The server's name, version and protocol extensions."""
+    return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
+
+
+@router.get("/models/{name}", response_model=ModelMetadata)
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
+async def model_metadata(
+    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> ModelMetadata:
+    """The model's inputs and outputs: encoded images in, probabilities per label out."""
+    card = backend.models.get(name, version).card
+    return ModelMetadata(
+        name=card.name,
+        versions=[model.card.version for model in backend.models.served()[card.name]],
+        platform=PLATFORM,
+        inputs=[TensorMetadata(name=IMAGE_FIELD, datatype="BYTES", shape=[-1])],
+        outputs=[TensorMetadata(name=_output(card), datatype="FP32", shape=[-1, len(card.labels)])],
+    )
+
+
+@router.get("/models/{name}/config", response_model=ModelConfig)
+@router.get("/models/{name}/versions/{version}/config", response_model=ModelConfig)
+async def model_config(
+    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> ModelConfig:
+    """The same in the shape of Triton's model configuration."""
+    card = backend.models.get(name, version).card
+    return ModelConfig(
+        name=card.name,
+        platform=PLATFORM,
+        input=[ConfigTensor(name=IMAGE_FIELD, data_type="TYPE_STRING", dims=[-1])],
+        output=[
+            ConfigTensor(name=_output(card), data_type="TYPE_FP32", dims=[-1, len(card.labels)])
+        ],
+    )
+
+
+@router.get("/models/{name}/ready", response_model=ModelReady)
+@router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady)
+async def model_ready(
+    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> ModelReady:
+    """200 when the model (version) is loaded; 404 when it is not."""
+    backend.models.get(name, version)
+    return ModelReady(name=name, ready=True)
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_class=Response,
+    dependencies=[Depends(admitted)],
+    responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
+)
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_class=Response,
+    dependencies=[Depends(admitted)],
+    responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
+)
+async def infer(
+    request: Request, backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> Response:
+    """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
+    with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
+    settings = backend.settings
+    max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES  # the JSON object
+    with backend.models.lease(name, version) as model:
+        card = model.card
+        started = time.perf_counter()
+        body = await _read_body(request, max_body_bytes)
+        body = codec.decompress(body, request.headers.get("content-encoding"), max_body_bytes)
+        decoded = codec.parse_request(body, request.headers.get(codec.INFERENCE_HEADER))
+        tensor = _image_input(decoded)
+        images = codec.images_of(
+            tensor, decoded.binary.get(tensor.name), max_images=settings.batch_size
+        )
+        wanted = codec.requested_outputs(decoded.request, [_output(card)], labels=len(card.labels))
+        pixels = await asyncio.gather(
+            *(_prepare(backend, card, i, x) for i, x in enumerate(images))
+        )
+        preprocessed = time.perf_counter()
+        rows = await asyncio.gather(*(model.classify(p) for p in pixels))
+        finished = time.perf_counter()
+    probabilities = np.stack(rows)
+    for row in probabilities:
+        metrics.TOP1.labels(model=card.tag, label=card.labels[int(np.argmax(row))]).inc()
+    metrics.observe_stages(
+        "v2_infer", preprocess=preprocessed - started, inference=finished - preprocessed
+    )
+    encoded = codec.encode_response(
+        model_name=card.name,
+        model_version=card.version,
+        request_id=decoded.request.id,
+        outputs=codec.probability_outputs(probabilities, card.labels, wanted),
+    )
+    return Response(encoded.body, headers=encoded.headers | {MODEL_HEADER: card.tag})
+
+
+@router.post("/repository/index", response_model=list[RepositoryModel])
+async def repository_index(request: Request, backend: CurrentBackend) -> list[RepositoryModel]:
+    """Every model version in the store, and whether this server serves it."""
+    query = _parse(RepositoryIndexRequest, await _small_body(request))
+    states = backend.controller.status().models
+    index = []
+    for name, stored_version in await backend.in_thread(backend.store.stored):
+        state = states.get(name, {}).get(stored_version)
+        if state is None:
+            entry = RepositoryModel(
+                name=name, version=stored_version, state=UNAVAILABLE, reason="unloaded"
+            )
+        else:
+            entry = RepositoryModel(
+                name=name, version=stored_version, state=state.state, reason=state.reason
+            )
+        if entry.state == READY or not query.ready:
+            index.append(entry)
+    return index
+
+
+@router.post("/repository/models/{tag}/load", response_model=RepositoryModel)
+async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
+    """Load a model version from the store (default: its latest) on every worker; it
+    becomes the model's default version. Versions loaded before stay loaded."""
+    options = await _repository_request(request)
+    name, wanted = _split_tag(tag, options)
+    name, version = await backend.in_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
+    await backend.controller.load(name, version, backend.settings.request_timeout_s)
+    return RepositoryModel(name=name, version=version, state=READY)
+
+
+@router.post("/repository/models/{tag}/unload", response_model=RepositoryModel)
+async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
+    """Unload one version (``name:version`` or ``parameters.version``) or every version of a
+    model, on every worker. Requests in flight on it finish first; other models are untouched."""
+    options = await _repository_request(request)
+    name, wanted = _split_tag(tag, options)
+    await backend.controller.unload(name, wanted, backend.settings.request_timeout_s)
+    return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+async def not_found(path: str) -> None:
+    raise UnknownEndpoint(f"/v2/{path} is not an endpoint of the Open Inference Protocol")
+
+
+def _output(card: ModelCard) -> str:
+    return card.preprocessing.output_name
+
+
+def _image_input(decoded: codec.DecodedRequest) -> RequestInput:
+    inputs = decoded.request.inputs
+    if len(inputs) != 1 or inputs[0].name != IMAGE_FIELD:
+        raise InvalidTensor(
+            f"the model takes one input, {IMAGE_FIELD!r} (BYTES [N] encoded images); "
+            f"got {[tensor.name for tensor in inputs]}"
+        )
+    return inputs[0]
+
+
+async def _prepare(backend: Backend, card: ModelCard, position: int, image: bytes) -> np.ndarray:
+    try:
+        return await backend.in_thread(
+            prepare_bytes,
+            image,
+            card.preprocessing,
+            max_pixels=backend.settings.max_image_pixels,
+            max_decoded_bytes=backend.settings.max_decoded_bytes,
+        )
+    except ArgosError as error:
+        raise type(error)(f"image {position} of input {IMAGE_FIELD!r}: {error.detail}") from None
+
+
+def _parse(schema: type[Message], body: bytes) -> Message:
+    """A repository request body (empty means no options), or a 400 saying what is wrong."""
+    try:
+        return schema.model_validate_json(body or b"{}")
+    except ValidationError as error:
+        raise InvalidParameter(f"the body is not a {schema.__name__}: {describe(error)}") from None
+
+
+async def _small_body(request: Request) -> bytes:
+    return await _read_body(request, FORM_OVERHEAD_BYTES)
+
+
+async def _repository_request(request: Request) -> RepositoryRequest:
+    options = _parse(RepositoryRequest, await _small_body(request))
+    unsupported = sorted(
+        key for key in options.parameters if key == "config" or key.startswith("file:")
+    )
+    if unsupported:
+        raise InvalidParameter(
+            f"Argos loads models from its BentoML store and takes no {unsupported}; choose a "
+            "version with parameters.version or a tag name:version in the path"
+        )
+    return options
+
+
+def _split_tag(tag: str, options: RepositoryRequest) -> tuple[str, str | None]:
+    name, _, in_path = tag.partition(":")
+    given = options.parameters.get("version")
+    if given is not None and not isinstance(given, str):
+        raise InvalidParameter(f"parameters.version must be a string, got {given!r}")
+    if in_path and given and in_path != given:
+        raise InvalidParameter(
+            f"the path asks for version {in_path!r}, parameters.version {given!r}"
+        )
+    return name, in_path or given or None
+
+
+def _argos_version() -> str:
+    try:
+        return metadata.version("argos")
+    except metadata.PackageNotFoundError:
+        return "unknown"
