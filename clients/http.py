@@ -113,9 +113,13 @@ class ArgosClient:
             base_url=self.base_url, timeout=timeout, params={"model": model} if model else None
         )
 
-    def classify(self, image: bytes | Path, top_k: int = 5, groups: bool = True) -> ClassifyResult:
-        """Top-k labels (and label-group scores when `groups`) for one image."""
-        reply = self._post("/classify", image, {"top_k": top_k, "groups": groups})
+    def classify(
+        self, image: bytes | Path, top_k: int | None = None, groups: bool = True
+    ) -> ClassifyResult:
+        """Top-k labels (and label-group scores when `groups`) for one image; `top_k`
+        defaults to the server's."""
+        params = {"groups": groups} | ({"top_k": top_k} if top_k is not None else {})
+        reply = self._post("/classify", image, params)
         return _parse(ClassifyResult, reply)
 
     def detect(self, image: bytes | Path, **params: Any) -> DetectResult:

@@ -147,7 +147,7 @@ class PetDoor:
 
     def _analyse(self, data: bytes) -> Analysis:
         card = self._model_card()
-        top_k = min(self.policy.top_k, len(card.labels))
+        top_k = self.policy.top_k and min(self.policy.top_k, len(card.labels))
         want_groups = bool(card.label_groups)
         result = with_retries(
             lambda: self.client.classify(data, top_k=top_k, groups=want_groups),

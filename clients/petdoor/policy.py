@@ -31,7 +31,7 @@ class Policy(BaseModel):
     debounce_frames: int = Field(2, ge=1)
     debounce_max_gap_seconds: float = Field(5.0, gt=0.0)
     hold_open_seconds: float = Field(10.0, ge=0.0)
-    top_k: int = Field(5, ge=1)
+    top_k: int | None = Field(None, ge=1)
     use_detect: bool = False
     detect_params: dict[str, DetectParam] = {}
 

@@ -35,7 +35,11 @@ async def classify(
     model: LeasedModel,
     top_k_: Annotated[
         int | None,
-        Query(alias="top_k", ge=1, description="labels to return; default 5, or all if fewer"),
+        Query(
+            alias="top_k",
+            ge=1,
+            description=f"labels to return; default {DEFAULT_TOP_K}, or all if fewer",
+        ),
     ] = None,
     groups: Annotated[bool, Query(description="also score the card's label groups")] = False,
 ) -> ClassifyResponse:
