@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(False, description="log one line per request")
     detect_chunk_size: int = Field(
-        16, ge=1, le=1024, description="windows per inference turn of a detection request"
+        8, ge=1, le=1024, description="windows per inference turn of a detection request"
     )
     detect_max_windows: int = Field(
         512,

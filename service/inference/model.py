@@ -78,18 +78,17 @@ class ServedModel:
         )
         runner = Runner(card.tag, classifier.run, scheduler, instances=settings.instances)
         served = cls(card, classifier, dense, runner)
-        served.warm_up(settings.batch_size)
+        served.warm_up(max(settings.batch_size, settings.detect_chunk_size))
         logger.info("serving %s on %s", card.tag, classifier.providers)
         return served
 
     def warm_up(self, max_batch_size: int) -> None:
-        """Run every batch size the runner will use (powers of two), so that the first
-        requests do not pay for allocations and kernel selection."""
+        """Run the batch sizes the runner will use (powers of two and the largest), so that
+        onnxruntime's memory arena is sized and its kernels chosen before the first request."""
         spec = self.card.preprocessing
-        size = 1
-        while size <= max_batch_size:
+        sizes = {1 << i for i in range(max_batch_size.bit_length())} | {max_batch_size}
+        for size in sorted(sizes):
             self.classifier.run(np.zeros((size, spec.height, spec.width, 3), dtype=np.uint8))
-            size *= 2
 
     async def classify(self, pixels: np.ndarray) -> np.ndarray:
         """One (H, W, 3) uint8 input → its (labels,) probabilities."""
