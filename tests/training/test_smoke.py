@@ -35,6 +35,7 @@ REPORTS = {
     "confusion_matrix.json",
     "confusion_matrix.png",
     "curves.png",
+    "errors.png",
 }
 
 
