@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the run folder <out>/<name>/<version> gets the ONNX artifact and its reports.",
     )
     _add_common(train)
+    train.add_argument(
+        "--cross-validation",
+        type=Path,
+        default=None,
+        metavar="CV_JSON",
+        help="cv.json of a cross-validation of the same recipe: its figures go into the card",
+    )
     _add_config(train)
 
     cv = commands.add_parser(
@@ -167,9 +174,12 @@ def _default_model(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from training.cv import card_summary
     from training.train import train
 
-    run = train(config_from_args(args), args.out, register=not args.no_register)
+    config = config_from_args(args)
+    summary = card_summary(args.cross_validation, config) if args.cross_validation else None
+    run = train(config, args.out, register=not args.no_register, cross_validation=summary)
     card = run.card
     print(
         f"exported {card.tag} to {run.out_dir}: test accuracy {card.metrics['accuracy']:.4f} "

@@ -154,6 +154,35 @@ def cross_validate(
     return CrossValidation(report, out_dir)
 
 
+# Keys that change where or how a run is reported, not what it learns.
+NOT_RECIPE = {"name", "data", "parity_images", "strategy", "verbose", "overfit_window"}
+
+
+def card_summary(report_path: Path, config: TrainConfig) -> dict[str, object]:
+    """The cross-validated figures of ``cv.json`` for a model card trained with ``config``.
+
+    Raises ``ValueError`` naming the keys in which the cross-validated recipe differs.
+    """
+    report = json.loads(Path(report_path).read_text())
+    resolved, _ = resolve(config)
+    trained = resolved.model_dump()
+    differs = sorted(
+        key
+        for key, value in report["config"].items()
+        if key not in NOT_RECIPE and trained.get(key) != value
+    )
+    if differs:
+        raise ValueError(f"{report_path} cross-validated another recipe: {differs} differ")
+    return {
+        "accuracy": report["accuracy"],
+        "interval_95": report["interval_95"],
+        "folds": report["folds"],
+        "images": report["images"],
+        "fold_accuracies": [fold["accuracy"] for fold in report["per_fold"]],
+        "command": report["command"],
+    }
+
+
 def _write_predictions(
     path: Path,
     files: list[str],

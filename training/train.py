@@ -136,8 +136,18 @@ def fit_classifier(
     return Fitted(classifier, history, frozen_epochs, timings, weights, strategy)
 
 
-def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
-    """Run training end to end; ``register`` adds the artifact to the BentoML store."""
+def train(
+    config: TrainConfig,
+    out_root: Path,
+    *,
+    register: bool = True,
+    cross_validation: dict[str, object] | None = None,
+) -> Run:
+    """Run training end to end; ``register`` adds the artifact to the BentoML store.
+
+    ``cross_validation`` (the figures of a cross-validation of the same recipe) goes into
+    the card's metrics beside the test-split ones.
+    """
     started = time.monotonic()
     config, backbone = resolve(config)
     if config.deterministic:
@@ -156,6 +166,8 @@ def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
     frozen_epochs = fitted.frozen_epochs
     metrics = _evaluate_and_report(classifier, folder, config, history, frozen_epochs, out_dir)
     timings = {**fitted.timings, "total_s": round(time.monotonic() - started, 1)}
+    if cross_validation is not None:
+        metrics["cross_validation"] = cross_validation
 
     card = ModelCard(
         name=config.name,

@@ -11,8 +11,11 @@ import pytest
 from PIL import Image
 
 from training.cli import main
+from training.config import load_config
+from training.cv import card_summary
 from training.data import stratified_folds
 from training.evaluate import wilson_interval
+from training.train import resolve
 
 
 def test_folds_cover_every_image_once_and_spread_every_class() -> None:
@@ -89,3 +92,27 @@ def test_cv_command_tests_every_image_once_and_logs_one_line_per_epoch(
     epoch_lines = [line for line in output.splitlines() if " - loss: " in line]
     assert len(epoch_lines) == 2 * 2
     assert f"reports in {run_dir}" in output
+
+
+def test_card_summary_takes_the_figures_of_the_same_recipe_only(tmp_path: Path) -> None:
+    config = load_config(overrides={"data": str(tmp_path / "pets"), "epochs_finetune": 6})
+    resolved, _ = resolve(config)
+    report = {
+        "accuracy": 0.99,
+        "interval_95": [0.985, 0.993],
+        "folds": 5,
+        "images": 2000,
+        "per_fold": [{"accuracy": a} for a in (0.99, 0.9875, 0.9925, 0.99, 0.99)],
+        "command": "python -m training cv --folds 5",
+        "config": resolved.model_copy(update={"verbose": 2, "data": "elsewhere"}).model_dump(),
+    }
+    path = tmp_path / "cv.json"
+    path.write_text(json.dumps(report))
+
+    summary = card_summary(path, config)
+
+    assert summary["accuracy"] == 0.99 and summary["folds"] == 5
+    assert summary["fold_accuracies"] == [0.99, 0.9875, 0.9925, 0.99, 0.99]
+    other = config.model_copy(update={"epochs_finetune": 3, "label_smoothing": 0.1})
+    with pytest.raises(ValueError, match=r"\['epochs_finetune', 'label_smoothing'\]"):
+        card_summary(path, other)
