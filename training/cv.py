@@ -23,7 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from training.config import TrainConfig
-from training.data import read_folder, split_folder, stratified_folds, stratified_holdout
+from training.data import (
+    LabelledImages,
+    read_folder,
+    split_folder,
+    stratified_folds,
+    stratified_holdout,
+)
 from training.evaluate import classification_metrics, misclassified, wilson_interval
 from training.plots import confusion_matrix_png, cross_validation_png, errors_png
 from training.train import CONFIG_FILENAME, fit_classifier, predict, preprocessing_for, resolve
@@ -62,7 +68,8 @@ def cross_validate(
     The run folder ``<out_root>/<name>-cv/<version>`` gets ``cv.json`` (per-fold and
     pooled metrics, the misclassified files), ``cv.png``, ``confusion_matrix.png``,
     ``errors.png``, ``predictions.csv`` (every image's out-of-fold probabilities),
-    ``config.yaml`` and one ``fold-<k>`` folder per fold with its history.
+    ``config.yaml`` and one ``fold-<k>`` folder per fold with its history. The reports
+    are rewritten after every fold (``folds_done`` in ``cv.json``).
     """
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
@@ -106,35 +113,48 @@ def cross_validate(
                 "loss": metrics["loss"],
                 "epochs": len(fitted.history["loss"]),
                 "time_s": fitted.timings,
+                "test_indices": test,
             }
         )
 
-    pooled = classification_metrics(probabilities, data.labels, data.classes)
+        report = _report(data, probabilities, fold_reports, folds, out_dir)
+        report |= {
+            "command": command,
+            "time_s": round(time.monotonic() - started, 1),
+            "config": config.model_dump(),
+        }
+        (out_dir / CV_JSON).write_text(json.dumps(report, indent=2) + "\n")
+
+    logger.info(
+        "cross-validated accuracy %.4f (95 %% interval %.4f to %.4f) on %d images; folds %s",
+        report["accuracy"],
+        *report["interval_95"],
+        report["images"],
+        ", ".join(f"{fold['accuracy']:.4f}" for fold in fold_reports),
+    )
+    return CrossValidation(report, out_dir)
+
+
+def _report(
+    data: LabelledImages,
+    probabilities: np.ndarray,
+    fold_reports: list[dict[str, object]],
+    folds: int,
+    out_dir: Path,
+) -> dict[str, object]:
+    """Pooled metrics over the folds done so far; writes the PNGs and ``predictions.csv``.
+
+    Called after every fold, so an interrupted run still leaves a report of its first folds.
+    """
+    tested = np.sort(np.concatenate([fold["test_indices"] for fold in fold_reports]))
+    done = data.take(tested)
+    pooled = classification_metrics(probabilities[tested], done.labels, data.classes)
     correct = int(round(pooled["accuracy"] * pooled["images"]))
     interval = wilson_interval(correct, pooled["images"])
-    accuracies = [report["accuracy"] for report in fold_reports]
-    mistakes = misclassified(probabilities, data, data.classes)
-    report = {
-        "command": command,
-        "folds": folds,
-        "images": pooled["images"],
-        "accuracy": pooled["accuracy"],
-        "interval_95": list(interval),
-        "interval_method": "Wilson score interval on the pooled out-of-fold predictions",
-        "fold_accuracy_mean": float(np.mean(accuracies)),
-        "fold_accuracy_std": float(np.std(accuracies, ddof=1)),
-        "loss": pooled["loss"],
-        "per_class": pooled["per_class"],
-        "confusion_matrix": pooled["confusion_matrix"],
-        "per_fold": fold_reports,
-        "misclassified": [mistake.to_json() for mistake in mistakes],
-        "skipped": data.skipped,
-        "time_s": round(time.monotonic() - started, 1),
-        "config": config.model_dump(),
-    }
-    (out_dir / CV_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    accuracies = [fold["accuracy"] for fold in fold_reports]
+    mistakes = misclassified(probabilities[tested], done, data.classes)
     _write_predictions(
-        out_dir / PREDICTIONS_CSV, data.files, data.labels, data.classes, probabilities
+        out_dir / PREDICTIONS_CSV, done.files, done.labels, data.classes, probabilities[tested]
     )
     matrix = np.asarray(pooled["confusion_matrix"]["matrix"])
     confusion_matrix_png(
@@ -144,14 +164,25 @@ def cross_validate(
         accuracies, pooled["accuracy"], interval, pooled["per_class"], out_dir / CV_PNG
     )
     errors_png(mistakes, out_dir / ERRORS_PNG)
-    logger.info(
-        "cross-validated accuracy %.4f (95 %% interval %.4f to %.4f) on %d images; folds %s",
-        pooled["accuracy"],
-        *interval,
-        pooled["images"],
-        ", ".join(f"{a:.4f}" for a in accuracies),
-    )
-    return CrossValidation(report, out_dir)
+    return {
+        "folds": folds,
+        "folds_done": len(fold_reports),
+        "images": pooled["images"],
+        "accuracy": pooled["accuracy"],
+        "interval_95": list(interval),
+        "interval_method": "Wilson score interval on the pooled out-of-fold predictions",
+        "fold_accuracy_mean": float(np.mean(accuracies)),
+        "fold_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
+        "loss": pooled["loss"],
+        "per_class": pooled["per_class"],
+        "confusion_matrix": pooled["confusion_matrix"],
+        "per_fold": [
+            {key: value for key, value in fold.items() if key != "test_indices"}
+            for fold in fold_reports
+        ],
+        "misclassified": [mistake.to_json() for mistake in mistakes],
+        "skipped": data.skipped,
+    }
 
 
 # Keys that change where or how a run is reported, not what it learns.

@@ -72,7 +72,7 @@ def test_cv_command_tests_every_image_once_and_logs_one_line_per_epoch(
     output = capfd.readouterr().out
     [run_dir] = (tmp_path / "runs" / "colours-cv").iterdir()
     report = json.loads((run_dir / "cv.json").read_text())
-    assert report["folds"] == 2 and report["images"] == 16
+    assert (report["folds"], report["folds_done"], report["images"]) == (2, 2, 16)
     assert [fold["images"] for fold in report["per_fold"]] == [8, 8]
     assert report["command"] == "python -m training " + " ".join(args)
     low, high = report["interval_95"]
