@@ -99,7 +99,7 @@ def errors_png(mistakes: Sequence[Mistake], path: Path, limit: int = GALLERY_LIM
             f"predicted {mistake.predicted} {mistake.score:.2f}",
             fontsize=8,
         )
-    heading = f"{len(mistakes)} misclassified images"
+    heading = f"{len(mistakes)} misclassified image{'' if len(mistakes) == 1 else 's'}"
     if len(mistakes) > limit:
         heading += f" (the {limit} most confident shown)"
     figure.suptitle(heading if mistakes else "no misclassified images")
