@@ -348,6 +348,8 @@ def _evaluate_and_report(
         "split": "test",
         **classification_metrics(probabilities, folder.test.labels, folder.classes),
     }
+    mistakes = misclassified(probabilities, folder.test, folder.classes)
+    metrics["misclassified"] = [mistake.to_json() for mistake in mistakes]
     warning = overfitting_warning(history, config.overfit_window)
     if warning:
         logger.warning(warning)
@@ -357,7 +359,7 @@ def _evaluate_and_report(
     (out_dir / CONFUSION_JSON).write_text(json.dumps(confusion, indent=2) + "\n")
     confusion_matrix_png(np.asarray(confusion["matrix"]), folder.classes, out_dir / CONFUSION_PNG)
     curves_png(history, frozen_epochs, out_dir / CURVES_PNG)
-    errors_png(misclassified(probabilities, folder.test, folder.classes), out_dir / ERRORS_PNG)
+    errors_png(mistakes, out_dir / ERRORS_PNG)
     logger.info(
         "test accuracy %.4f on %d images; %s",
         metrics["accuracy"],
