@@ -142,7 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="frames in a row needed to open; 1 (default): one photo is enough",
     )
-    door.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
+    source = door.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="folder of class sub-folders")
+    source.add_argument(
+        "--predictions",
+        type=Path,
+        help="predictions.csv of a cross-validation of --model's recipe: out-of-fold "
+        "probabilities instead of running the model",
+    )
 
     preview = commands.add_parser(
         "preview", help="write a PNG grid of augmented training images for a config"
@@ -206,14 +213,19 @@ def _cv(args: argparse.Namespace, argv: list[str]) -> int:
 def _door_eval(args: argparse.Namespace) -> int:
     from clients.petdoor.policy import load_policy
     from service import store
+    from service.card import verify_artifact
     from service.settings import DEFAULT_MODEL
-    from training.door import door_outcomes
+    from training.door import door_outcomes, outcomes_from_predictions
 
     model = args.model or f"{DEFAULT_MODEL}:latest"
     model_dir = Path(model) if Path(model).is_dir() else store.artifact_path(model)
     policy = load_policy(args.policy).model_copy(update={"debounce_frames": args.debounce_frames})
     print(f"{model_dir}, {args.policy.name}, debounce_frames {policy.debounce_frames}:")
-    for name, outcome in door_outcomes(model_dir, policy, args.data).items():
+    if args.predictions is not None:
+        outcomes = outcomes_from_predictions(args.predictions, verify_artifact(model_dir), policy)
+    else:
+        outcomes = door_outcomes(model_dir, policy, args.data)
+    for name, outcome in outcomes.items():
         admitted = len(outcome.admitted)
         print(f"  {name}: {admitted}/{outcome.images} open the door ({outcome.rate:.1%})")
     return 0

@@ -8,6 +8,7 @@ labels and label-group scores become a ``/classify`` reply, and the pet-door cli
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,20 @@ def door_outcomes(model_dir: Path, policy: Policy, data: Path) -> dict[str, Clas
         ]
         outcomes[name] = ClassOutcome(len(read), admitted)
     return outcomes
+
+
+def outcomes_from_predictions(
+    path: Path, card: ModelCard, policy: Policy
+) -> dict[str, ClassOutcome]:
+    """The same count from a cross-validation's ``predictions.csv``: every image judged by
+    the probabilities of a model that never saw it (``card`` gives labels and groups)."""
+    admitted: dict[str, list[str]] = {}
+    images: dict[str, int] = {}
+    with Path(path).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            probabilities = np.array([float(row[label]) for label in card.labels])
+            images[row["label"]] = images.get(row["label"], 0) + 1
+            opened = admitted.setdefault(row["label"], [])
+            if opens_door(probabilities, card, policy):
+                opened.append(row["file"])
+    return {name: ClassOutcome(images[name], admitted[name]) for name in sorted(images)}

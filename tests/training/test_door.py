@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from clients.petdoor.policy import Policy
 from service.card import ModelCard, Preprocessing
-from training.door import classify_reply, opens_door
+from training.door import classify_reply, opens_door, outcomes_from_predictions
 
 LABELS = ["beagle", "pug", "tabby", "lynx", "toaster"]
 CARD = ModelCard(
@@ -38,3 +40,18 @@ def test_debounce_applies_to_each_photo_as_one_frame() -> None:
     two_frames = POLICY.model_copy(update={"debounce_frames": 2})
 
     assert not opens_door(np.array([0.5, 0.4, 0.0, 0.0, 0.1]), CARD, two_frames)
+
+
+def test_predictions_file_is_judged_image_by_image(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.csv"
+    rows = ["file,label," + ",".join(LABELS)]
+    rows += ["c1.jpg,tabby,0.05,0.05,0.8,0.05,0.05", "c2.jpg,tabby,0.6,0.2,0.1,0.0,0.1"]
+    rows += ["d1.jpg,beagle,0.7,0.2,0.0,0.0,0.1", "d2.jpg,beagle,0.2,0.1,0.0,0.0,0.7"]
+    path.write_text("\n".join(rows) + "\n")
+
+    outcomes = outcomes_from_predictions(path, CARD, POLICY)
+
+    assert {name: (o.images, o.admitted) for name, o in outcomes.items()} == {
+        "beagle": (2, ["d1.jpg"]),
+        "tabby": (2, ["c2.jpg"]),
+    }
