@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -91,7 +92,64 @@ def build_parser() -> argparse.ArgumentParser:
         "the run folder <out>/<name>/<version> gets the ONNX artifact and its reports.",
     )
     _add_common(train)
+    train.add_argument(
+        "--cross-validation",
+        type=Path,
+        default=None,
+        metavar="CV_JSON",
+        help="cv.json of a cross-validation of the same recipe: its figures go into the card",
+    )
     _add_config(train)
+
+    cv = commands.add_parser(
+        "cv",
+        help="cross-validate a training config: per-fold and pooled accuracy with a 95 %% interval",
+        description="Stratified k-fold cross-validation with the training pipeline unchanged; "
+        "writes cv.json, cv.png, confusion_matrix.png and errors.png to <out>/<name>-cv/<version>.",
+    )
+    cv.add_argument(
+        "--keras-cache",
+        type=Path,
+        default=os.environ.get("ARGOS_KERAS_CACHE") or None,
+        help="folder of pre-downloaded Keras weights (env ARGOS_KERAS_CACHE)",
+    )
+    cv.add_argument("--out", type=Path, default=Path("models"), help="report root folder")
+    cv.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    _add_config(cv)
+
+    door = commands.add_parser(
+        "door-eval",
+        help="count the images of each class folder that would open the pet door",
+        description="Offline pet-door check with onnxruntime: every image of every class "
+        "folder is one frame for a fresh door, judged by the pet-door client's own policy "
+        "and door logic with the model's labels and label groups.",
+    )
+    door.add_argument(
+        "--model",
+        default=None,
+        help="artifact folder (with card.json) or BentoML store tag; default: the default "
+        "model's latest version",
+    )
+    door.add_argument(
+        "--policy",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "clients" / "petdoor" / "policy.example.yaml",
+        help="pet-door policy file (default: clients/petdoor/policy.example.yaml)",
+    )
+    door.add_argument(
+        "--debounce-frames",
+        type=int,
+        default=1,
+        help="frames in a row needed to open; 1 (default): one photo is enough",
+    )
+    source = door.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="folder of class sub-folders")
+    source.add_argument(
+        "--predictions",
+        type=Path,
+        help="predictions.csv of a cross-validation of --model's recipe: out-of-fold "
+        "probabilities instead of running the model",
+    )
 
     preview = commands.add_parser(
         "preview", help="write a PNG grid of augmented training images for a config"
@@ -123,9 +181,12 @@ def _default_model(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from training.cv import card_summary
     from training.train import train
 
-    run = train(config_from_args(args), args.out, register=not args.no_register)
+    config = config_from_args(args)
+    summary = card_summary(args.cross_validation, config) if args.cross_validation else None
+    run = train(config, args.out, register=not args.no_register, cross_validation=summary)
     card = run.card
     print(
         f"exported {card.tag} to {run.out_dir}: test accuracy {card.metrics['accuracy']:.4f} "
@@ -133,6 +194,40 @@ def _train(args: argparse.Namespace) -> int:
     )
     if run.tag is not None:
         print(f"registered {run.tag} in the BentoML store")
+    return 0
+
+
+def _cv(args: argparse.Namespace, argv: list[str]) -> int:
+    from training.cv import cross_validate
+
+    command = " ".join(["python -m training", *argv])
+    result = cross_validate(config_from_args(args), args.folds, args.out, command=command)
+    low, high = result.interval
+    print(
+        f"cross-validated accuracy {result.accuracy:.2%} (95 % interval {low:.2%} to "
+        f"{high:.2%}) over {args.folds} folds; reports in {result.out_dir}"
+    )
+    return 0
+
+
+def _door_eval(args: argparse.Namespace) -> int:
+    from clients.petdoor.policy import load_policy
+    from service import store
+    from service.card import verify_artifact
+    from service.settings import DEFAULT_MODEL
+    from training.door import door_outcomes, outcomes_from_predictions
+
+    model = args.model or f"{DEFAULT_MODEL}:latest"
+    model_dir = Path(model) if Path(model).is_dir() else store.artifact_path(model)
+    policy = load_policy(args.policy).model_copy(update={"debounce_frames": args.debounce_frames})
+    print(f"{model_dir}, {args.policy.name}, debounce_frames {policy.debounce_frames}:")
+    if args.predictions is not None:
+        outcomes = outcomes_from_predictions(args.predictions, verify_artifact(model_dir), policy)
+    else:
+        outcomes = door_outcomes(model_dir, policy, args.data)
+    for name, outcome in outcomes.items():
+        admitted = len(outcome.admitted)
+        print(f"  {name}: {admitted}/{outcome.images} open the door ({outcome.rate:.1%})")
     return 0
 
 
@@ -145,8 +240,16 @@ def _preview(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if getattr(args, "keras_cache", None) is not None:
         use_keras_cache(args.keras_cache)
-    handlers = {"default-model": _default_model, "train": _train, "preview": _preview}
+    if args.command == "cv":
+        return _cv(args, argv)
+    handlers = {
+        "default-model": _default_model,
+        "train": _train,
+        "door-eval": _door_eval,
+        "preview": _preview,
+    }
     return handlers[args.command](args)

@@ -61,11 +61,15 @@ class TrainConfig(BaseModel):
     lr_patience: int = Field(ge=1)
     lr_factor: float = Field(gt=0, lt=1)
     min_learning_rate: float = Field(ge=0)
+    schedule: Literal["plateau", "cosine"]
+    warmup_epochs: int = Field(ge=0)
+    label_smoothing: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
     parity_images: int = Field(ge=1)
     overfit_window: int = Field(ge=1)
 
     strategy: Literal["auto", "mirrored", "default"]
-    verbose: Literal[0, 1, 2]
+    verbose: Literal["auto", 0, 1, 2]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)

@@ -104,10 +104,23 @@ def stratified_split(
     return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
 
 
-def load_folder(
-    root: Path, spec: Preprocessing, val_fraction: float, test_fraction: float, seed: int
-) -> ImageFolder:
-    """Read, validate and split an image folder (every readable file of every class)."""
+@dataclass(frozen=True)
+class LabelledImages:
+    """Every readable image of a class folder, in class order, before any split."""
+
+    root: Path
+    classes: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+    files: list[str]
+    skipped: list[str]
+
+    def take(self, indices: np.ndarray) -> Split:
+        return Split(self.images[indices], self.labels[indices], [self.files[i] for i in indices])
+
+
+def read_folder(root: Path, spec: Preprocessing) -> LabelledImages:
+    """Read and validate every file of every class folder; unreadable files are skipped."""
     files_by_class = list_classes(root)
     classes = list(files_by_class)
     images, labels, files, skipped = [], [], [], []
@@ -125,17 +138,61 @@ def load_folder(
     empty = [name for i, name in enumerate(classes) if not np.any(all_labels == i)]
     if empty:
         raise ValueError(f"{root}: no readable images for classes {empty}")
-    splits = stratified_split(all_labels, val_fraction, test_fraction, seed)
-    parts = {
-        name: Split(all_images[idx], all_labels[idx], [files[i] for i in idx])
-        for name, idx in splits.items()
-    }
-    folder = ImageFolder(Path(root), classes, skipped=skipped, **parts)
+    return LabelledImages(Path(root), classes, all_images, all_labels, files, skipped)
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """Indices of ``folds`` disjoint folds covering every image, each class spread evenly.
+
+    Every class needs at least ``folds`` images; each fold's indices are in ascending order.
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(folds)]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) < folds:
+            raise ValueError(f"class {label} has {len(members)} images: fewer than {folds} folds")
+        for fold, chunk in enumerate(np.array_split(members, folds)):
+            parts[fold].append(chunk)
+    return [np.sort(np.concatenate(chunks)) for chunks in parts]
+
+
+def stratified_holdout(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(kept, held_out)``: ``fraction`` of each class held out, at least one."""
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = max(1, round(len(members) * fraction))
+        if len(members) - count < 1:
+            raise ValueError(f"class {label} has {len(members)} images: too few to split")
+        held.append(members[:count])
+        kept.append(members[count:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def split_folder(
+    data: LabelledImages, train: np.ndarray, val: np.ndarray, test: np.ndarray
+) -> ImageFolder:
+    """An :class:`ImageFolder` made of the given indices of ``data``."""
+    parts = {"train": data.take(train), "val": data.take(val), "test": data.take(test)}
+    return ImageFolder(data.root, data.classes, skipped=data.skipped, **parts)
+
+
+def load_folder(
+    root: Path, spec: Preprocessing, val_fraction: float, test_fraction: float, seed: int
+) -> ImageFolder:
+    """Read, validate and split an image folder (every readable file of every class)."""
+    data = read_folder(root, spec)
+    splits = stratified_split(data.labels, val_fraction, test_fraction, seed)
+    folder = split_folder(data, splits["train"], splits["val"], splits["test"])
     logger.info(
         "%s: %s (%d unreadable files skipped)",
         root,
         ", ".join(f"{name} {len(getattr(folder, name))}" for name in SPLITS),
-        len(skipped),
+        len(data.skipped),
     )
     return folder
 

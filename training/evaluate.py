@@ -1,10 +1,42 @@
-"""Test-split metrics and the over-fitting check on the training history."""
+"""Test-split metrics, the misclassified images, and the over-fitting check on the history."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+Z_95 = 1.959964  # two-sided 95 % quantile of the standard normal distribution
+
+
+class Labelled(Protocol):
+    """Images with their class indices and source files (a split)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    files: list[str]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One misclassified image: the pixels the model saw, its file, truth and prediction."""
+
+    image: np.ndarray
+    file: str
+    true: str
+    predicted: str
+    score: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "true": self.true,
+            "predicted": self.predicted,
+            "score": round(self.score, 4),
+        }
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -43,6 +75,35 @@ def classification_metrics(
         "per_class": per_class,
         "confusion_matrix": {"labels": list(classes), "matrix": matrix.tolist()},
     }
+
+
+def misclassified(
+    probabilities: np.ndarray, split: Labelled, classes: Sequence[str]
+) -> list[Mistake]:
+    """The images whose top class is wrong, most confident mistake first."""
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != np.asarray(split.labels))
+    mistakes = [
+        Mistake(
+            split.images[i],
+            split.files[i],
+            classes[split.labels[i]],
+            classes[predicted[i]],
+            float(probabilities[i, predicted[i]]),
+        )
+        for i in wrong
+    ]
+    return sorted(mistakes, key=lambda mistake: -mistake.score)
+
+
+def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default)."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

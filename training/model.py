@@ -68,22 +68,63 @@ def build_classifier(
     return Classifier(model, features, head, pooled_head, base, backbone)
 
 
-def compile_classifier(model: keras.Model, learning_rate: float) -> None:
-    """Adam on sparse categorical cross-entropy (labels are class indices), with accuracy."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 
-def freeze(classifier: Classifier, learning_rate: float) -> None:
+@dataclass(frozen=True)
+class Optimisation:
+    """How a phase compiles: learning rate (or schedule), label smoothing, weight decay."""
+
+    learning_rate: LearningRate
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+
+
+@keras.saving.register_keras_serializable(package="argos")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on class indices with label smoothing (which Keras' sparse loss lacks)."""
+
+    def __init__(self, label_smoothing: float = 0.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        indices = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        one_hot = keras.ops.one_hot(indices, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            one_hot, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def compile_classifier(model: keras.Model, optimisation: Optimisation | float) -> None:
+    """Adam (AdamW with weight decay) on cross-entropy over class indices, with accuracy."""
+    if not isinstance(optimisation, Optimisation):
+        optimisation = Optimisation(optimisation)
+    if optimisation.weight_decay:
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=optimisation.learning_rate, weight_decay=optimisation.weight_decay
+        )
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=optimisation.learning_rate)
+    if optimisation.label_smoothing:
+        loss = SmoothedSparseCrossentropy(optimisation.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+
+
+def freeze(classifier: Classifier, optimisation: Optimisation | float) -> None:
     """Phase 1: the whole backbone frozen, only the head trains; recompiles."""
     classifier.base.trainable = False
-    compile_classifier(classifier.model, learning_rate)
+    compile_classifier(classifier.model, optimisation)
 
 
-def unfreeze(classifier: Classifier, layers_to_unfreeze: int, learning_rate: float) -> None:
+def unfreeze(
+    classifier: Classifier, layers_to_unfreeze: int, optimisation: Optimisation | float
+) -> None:
     """Phase 2: unfreeze the top ``layers_to_unfreeze`` backbone layers and recompile.
 
     Like keras-io's ``unfreeze_model``: the last ``layers_to_unfreeze`` layers of the base
@@ -103,4 +144,4 @@ def unfreeze(classifier: Classifier, layers_to_unfreeze: int, learning_rate: flo
     for index, layer in enumerate(layers):
         is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = index >= first and not is_batch_norm
-    compile_classifier(classifier.model, learning_rate)
+    compile_classifier(classifier.model, optimisation)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,15 +28,23 @@ from training.backbones import Backbone, get_backbone, normalize_weights
 from training.config import TrainConfig, default_name
 from training.data import (
     ImageFolder,
+    Split,
     class_weights,
     evaluation_pipeline,
     load_folder,
     training_pipeline,
 )
-from training.evaluate import classification_metrics, overfitting_warning
+from training.evaluate import classification_metrics, misclassified, overfitting_warning
 from training.export import DenseParts, export
-from training.model import Classifier, build_classifier, freeze, unfreeze
-from training.plots import confusion_matrix_png, curves_png
+from training.model import (
+    Classifier,
+    LearningRate,
+    Optimisation,
+    build_classifier,
+    freeze,
+    unfreeze,
+)
+from training.plots import confusion_matrix_png, curves_png, errors_png
 from training.strategy import distribution_strategy
 
 logger = logging.getLogger("argos.training")
@@ -45,7 +55,20 @@ METRICS_FILENAME = "metrics.json"
 CONFUSION_JSON = "confusion_matrix.json"
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "curves.png"
+ERRORS_PNG = "errors.png"
 CHECKPOINT = Path("checkpoint") / "best.weights.h5"
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A classifier after both phases, with its best weights, and how it got there."""
+
+    classifier: Classifier
+    history: dict[str, list[float]]
+    frozen_epochs: int
+    timings: dict[str, float]
+    class_weights: dict[int, float] | None
+    strategy: tf.distribute.Strategy
 
 
 @dataclass(frozen=True)
@@ -78,11 +101,55 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
     return Preprocessing(input_size=(config.input_size, config.input_size), resize="squash")
 
 
-def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
-    """Run training end to end; ``register`` adds the artifact to the BentoML store."""
+def keras_verbosity(setting: str | int, stream=None) -> int:
+    """Keras' ``verbose`` for a config value: ``auto`` is a bar on a terminal, else 2.
+
+    Keras draws its progress bar with terminal control characters whenever it runs on
+    POSIX, which fills a log file or CI output with redrawn bars; one line per epoch
+    reads better there.
+    """
+    if setting != "auto":
+        return int(setting)
+    stream = sys.stdout if stream is None else stream
+    return 1 if hasattr(stream, "isatty") and stream.isatty() else 2
+
+
+def fit_classifier(
+    config: TrainConfig, backbone: Backbone, folder: ImageFolder, out_dir: Path
+) -> Fitted:
+    """Build the classifier for a resolved config and train both phases on ``folder``.
+
+    The random seed is set first, so the same config and folder give the same run.
+    """
+    keras.utils.set_random_seed(config.seed)
+    strategy = distribution_strategy(config.strategy)
+    with strategy.scope():
+        classifier = build_classifier(
+            backbone, len(folder.classes), config.input_size, config.weights, config.dropout
+        )
+    weights = (
+        class_weights(folder.train.labels, len(folder.classes)) if config.class_weights else None
+    )
+    history, frozen_epochs, timings = _fit_two_phases(
+        classifier, folder, config, weights, strategy, out_dir
+    )
+    return Fitted(classifier, history, frozen_epochs, timings, weights, strategy)
+
+
+def train(
+    config: TrainConfig,
+    out_root: Path,
+    *,
+    register: bool = True,
+    cross_validation: dict[str, object] | None = None,
+) -> Run:
+    """Run training end to end; ``register`` adds the artifact to the BentoML store.
+
+    ``cross_validation`` (the figures of a cross-validation of the same recipe) goes into
+    the card's metrics beside the test-split ones.
+    """
     started = time.monotonic()
     config, backbone = resolve(config)
-    keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     spec = preprocessing_for(config)
@@ -94,20 +161,13 @@ def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
     config.save(out_dir / CONFIG_FILENAME)
     logger.info("run folder %s", out_dir)
 
-    strategy = distribution_strategy(config.strategy)
-    with strategy.scope():
-        classifier = build_classifier(
-            backbone, len(folder.classes), config.input_size, config.weights, config.dropout
-        )
-        freeze(classifier, config.learning_rate)
-    weights = (
-        class_weights(folder.train.labels, len(folder.classes)) if config.class_weights else None
-    )
-    history, frozen_epochs, timings = _fit_two_phases(
-        classifier, folder, config, weights, strategy, out_dir
-    )
+    fitted = fit_classifier(config, backbone, folder, out_dir)
+    classifier, history, weights = fitted.classifier, fitted.history, fitted.class_weights
+    frozen_epochs = fitted.frozen_epochs
     metrics = _evaluate_and_report(classifier, folder, config, history, frozen_epochs, out_dir)
-    timings["total_s"] = round(time.monotonic() - started, 1)
+    timings = {**fitted.timings, "total_s": round(time.monotonic() - started, 1)}
+    if cross_validation is not None:
+        metrics["cross_validation"] = cross_validation
 
     card = ModelCard(
         name=config.name,
@@ -122,13 +182,13 @@ def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
                 dict(zip(folder.classes, weights.values(), strict=True)) if weights else None
             ),
             "epochs": {
-                "frozen": frozen_epochs,
-                "finetune": len(history["loss"]) - frozen_epochs,
+                "frozen": fitted.frozen_epochs,
+                "finetune": len(history["loss"]) - fitted.frozen_epochs,
                 "best": _best_epoch(history, config.monitor),
             },
-            "fine_tuned": len(history["loss"]) > frozen_epochs,
-            "strategy": type(strategy).__name__,
-            "replicas": strategy.num_replicas_in_sync,
+            "fine_tuned": len(history["loss"]) > fitted.frozen_epochs,
+            "strategy": type(fitted.strategy).__name__,
+            "replicas": fitted.strategy.num_replicas_in_sync,
             "time_s": timings,
         },
         metrics=metrics,
@@ -143,6 +203,11 @@ def train(config: TrainConfig, out_root: Path, *, register: bool = True) -> Run:
 
         tag = store.register(out_dir)
     return Run(card, out_dir, classifier, tag)
+
+
+def predict(classifier: Classifier, split: Split, batch_size: int) -> np.ndarray:
+    """Class probabilities (N, classes) of a split's images, in order."""
+    return classifier.model.predict(evaluation_pipeline(split, batch_size), verbose=0)
 
 
 def _fit_two_phases(
@@ -166,6 +231,8 @@ def _fit_two_phases(
         keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME, append=True),
     ]
 
+    steps_per_epoch = math.ceil(len(folder.train) / batch_size)
+
     def fit(initial_epoch: int, epochs: int) -> dict[str, list[float]]:
         result = classifier.model.fit(
             train_data,
@@ -177,12 +244,17 @@ def _fit_two_phases(
             # Phase callbacks first: ReduceLROnPlateau adds the learning rate to the logs that
             # CSVLogger writes.
             callbacks=[*_phase_callbacks(config), *across_phases],
-            verbose=config.verbose,
+            verbose=keras_verbosity(config.verbose),
         )
         return result.history
 
     start = time.monotonic()
     logger.info("phase 1: head on the frozen %s, %d epochs", config.backbone, config.epochs_frozen)
+    with strategy.scope():
+        freeze(
+            classifier,
+            _optimisation(config, config.learning_rate, config.epochs_frozen, steps_per_epoch),
+        )
     history = fit(0, config.epochs_frozen)
     frozen_epochs = len(history["loss"])
     timings = {"frozen_s": round(time.monotonic() - start, 1)}
@@ -195,8 +267,11 @@ def _fit_two_phases(
             config.finetune_learning_rate,
             config.epochs_finetune,
         )
+        optimisation = _optimisation(
+            config, config.finetune_learning_rate, config.epochs_finetune, steps_per_epoch
+        )
         with strategy.scope():
-            unfreeze(classifier, config.finetune_layers, config.finetune_learning_rate)
+            unfreeze(classifier, config.finetune_layers, optimisation)
         for key, values in fit(frozen_epochs, config.epochs_finetune).items():
             history.setdefault(key, []).extend(values)
         timings["finetune_s"] = round(time.monotonic() - start, 1)
@@ -212,17 +287,38 @@ def _fit_two_phases(
     return history, frozen_epochs, timings
 
 
+def _optimisation(
+    config: TrainConfig, peak: float, epochs: int, steps_per_epoch: int
+) -> Optimisation:
+    """One phase's optimiser settings: a constant rate, or warm-up and cosine decay."""
+    learning_rate: LearningRate = peak
+    if config.schedule == "cosine":
+        steps = epochs * steps_per_epoch
+        warmup = min(config.warmup_epochs, epochs - 1) * steps_per_epoch
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warmup else peak,
+            decay_steps=max(1, steps - warmup),
+            warmup_target=peak if warmup else None,
+            warmup_steps=warmup,
+        )
+    return Optimisation(learning_rate, config.label_smoothing, config.weight_decay)
+
+
 def _phase_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
     """Callbacks whose state starts afresh in each phase."""
-    return [
-        keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=config.monitor,
-            factor=config.lr_factor,
-            patience=config.lr_patience,
-            min_lr=config.min_learning_rate,
-        ),
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience)
     ]
+    if config.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=config.monitor,
+                factor=config.lr_factor,
+                patience=config.lr_patience,
+                min_lr=config.min_learning_rate,
+            )
+        )
+    return callbacks
 
 
 def _spread(total: int, count: int) -> np.ndarray:
@@ -247,13 +343,13 @@ def _evaluate_and_report(
     out_dir: Path,
 ) -> dict[str, object]:
     """Test-split metrics, the over-fitting check, and their JSON and PNG reports."""
-    probabilities = classifier.model.predict(
-        evaluation_pipeline(folder.test, config.batch_size), verbose=0
-    )
+    probabilities = predict(classifier, folder.test, config.batch_size)
     metrics = {
         "split": "test",
         **classification_metrics(probabilities, folder.test.labels, folder.classes),
     }
+    mistakes = misclassified(probabilities, folder.test, folder.classes)
+    metrics["misclassified"] = [mistake.to_json() for mistake in mistakes]
     warning = overfitting_warning(history, config.overfit_window)
     if warning:
         logger.warning(warning)
@@ -263,6 +359,7 @@ def _evaluate_and_report(
     (out_dir / CONFUSION_JSON).write_text(json.dumps(confusion, indent=2) + "\n")
     confusion_matrix_png(np.asarray(confusion["matrix"]), folder.classes, out_dir / CONFUSION_PNG)
     curves_png(history, frozen_epochs, out_dir / CURVES_PNG)
+    errors_png(mistakes, out_dir / ERRORS_PNG)
     logger.info(
         "test accuracy %.4f on %d images; %s",
         metrics["accuracy"],

@@ -35,6 +35,7 @@ REPORTS = {
     "confusion_matrix.json",
     "confusion_matrix.png",
     "curves.png",
+    "errors.png",
 }
 
 
@@ -92,6 +93,8 @@ def test_train_export_register_and_serve(
     assert card.training["config"] == load_config(run_dir / "config.yaml").model_dump()
     assert (card.training["epochs"]["frozen"], card.training["epochs"]["finetune"]) == (1, 1)
     assert card.metrics["images"] == 4
+    wrong = [m["file"] for m in card.metrics["misclassified"]]
+    assert len(wrong) == round((1 - card.metrics["accuracy"]) * 4)
     assert json.loads((run_dir / "confusion_matrix.json").read_text())["labels"] == card.labels
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
     assert store.exists(card.tag)

@@ -1,0 +1,57 @@
+"""The offline pet-door check uses the client's own policy and door logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clients.petdoor.policy import Policy
+from service.card import ModelCard, Preprocessing
+from training.door import classify_reply, opens_door, outcomes_from_predictions
+
+LABELS = ["beagle", "pug", "tabby", "lynx", "toaster"]
+CARD = ModelCard(
+    name="toy",
+    version="1",
+    labels=LABELS,
+    label_groups={"dog": [0, 1], "cat": [2, 3]},
+    preprocessing=Preprocessing(input_size=(8, 8), resize="squash"),
+    backbone="MobileNetV2",
+)
+POLICY = Policy(allow=["dog"], deny=["cat"], min_score=0.5, deny_score=0.3, debounce_frames=1)
+
+
+def test_reply_has_the_top_labels_and_the_group_sums() -> None:
+    reply = classify_reply(np.array([0.3, 0.3, 0.1, 0.1, 0.2]), CARD, k=2)
+
+    assert [p.label for p in reply.predictions] == ["beagle", "pug"]
+    assert {g.name: round(g.score, 6) for g in reply.groups} == {"dog": 0.6, "cat": 0.2}
+
+
+def test_a_dog_opens_a_fresh_door_and_a_cat_or_a_doubt_does_not() -> None:
+    assert opens_door(np.array([0.3, 0.3, 0.1, 0.1, 0.2]), CARD, POLICY)
+    # The dog group wins, but the cat group reaches deny_score: forced shut.
+    assert not opens_door(np.array([0.3, 0.3, 0.2, 0.15, 0.05]), CARD, POLICY)
+    assert not opens_door(np.array([0.2, 0.2, 0.1, 0.1, 0.4]), CARD, POLICY)
+
+
+def test_debounce_applies_to_each_photo_as_one_frame() -> None:
+    two_frames = POLICY.model_copy(update={"debounce_frames": 2})
+
+    assert not opens_door(np.array([0.5, 0.4, 0.0, 0.0, 0.1]), CARD, two_frames)
+
+
+def test_predictions_file_is_judged_image_by_image(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.csv"
+    rows = ["file,label," + ",".join(LABELS)]
+    rows += ["c1.jpg,tabby,0.05,0.05,0.8,0.05,0.05", "c2.jpg,tabby,0.6,0.2,0.1,0.0,0.1"]
+    rows += ["d1.jpg,beagle,0.7,0.2,0.0,0.0,0.1", "d2.jpg,beagle,0.2,0.1,0.0,0.0,0.7"]
+    path.write_text("\n".join(rows) + "\n")
+
+    outcomes = outcomes_from_predictions(path, CARD, POLICY)
+
+    assert {name: (o.images, o.admitted) for name, o in outcomes.items()} == {
+        "beagle": (2, ["d1.jpg"]),
+        "tabby": (2, ["c2.jpg"]),
+    }
