@@ -8,6 +8,9 @@ import numpy as np
 
 from service.card import ModelCard
 
+DEFAULT_TOP_K = 5
+"""Labels a classification reply lists unless asked for another number."""
+
 
 @dataclass(frozen=True, slots=True)
 class Prediction:

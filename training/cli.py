@@ -212,9 +212,9 @@ def _cv(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _door_eval(args: argparse.Namespace) -> int:
     from clients.petdoor.policy import load_policy
-    from service import store
     from service.card import verify_artifact
     from service.settings import DEFAULT_MODEL
+    from training import store
     from training.door import door_outcomes, outcomes_from_predictions
 
     model = args.model or f"{DEFAULT_MODEL}:latest"

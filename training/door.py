@@ -19,8 +19,8 @@ from clients.http import ClassifyResult, GroupScore, ModelInfo, Prediction
 from clients.petdoor.logic import DoorLogic
 from clients.petdoor.policy import Policy, frame_scores, judge
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
-from service.postprocess import group_scores, top_k
-from service.runtime import OnnxModel
+from service.inference.sessions import OnnxModel
+from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 from training.data import list_classes, read_image
 
 BATCH = 32
@@ -52,7 +52,8 @@ def classify_reply(probabilities: np.ndarray, card: ModelCard, k: int) -> Classi
 
 def opens_door(probabilities: np.ndarray, card: ModelCard, policy: Policy) -> bool:
     """Whether one frame with these probabilities leaves a fresh door open."""
-    verdict = judge(policy, frame_scores(classify_reply(probabilities, card, policy.top_k)))
+    k = policy.top_k or DEFAULT_TOP_K  # what the server lists when the policy asks for none
+    verdict = judge(policy, frame_scores(classify_reply(probabilities, card, k)))
     return DoorLogic(policy, clock=lambda: 0.0).observe(verdict).state == "open"
 
 

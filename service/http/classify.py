@@ -14,11 +14,10 @@ from service.http.backend import CurrentBackend, LeasedModel, admitted
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
-from service.postprocess import group_scores, top_k
+from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 from service.preprocessing import prepare_bytes
 
 router = APIRouter()
-DEFAULT_TOP_K = 5
 
 
 @router.post(
