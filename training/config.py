@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -37,7 +37,7 @@ class TrainConfig(BaseModel):
     dropout: float = Field(ge=0, lt=1)
 
     data: str | None
-    val_split: float = Field(gt=0, lt=1)
+    val_split: float = Field(ge=0, lt=1)
     test_split: float = Field(gt=0, lt=1)
     class_weights: bool
     seed: int
@@ -65,11 +65,21 @@ class TrainConfig(BaseModel):
     warmup_epochs: int = Field(ge=0)
     label_smoothing: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
+    test_time_flip: bool
     parity_images: int = Field(ge=1)
     overfit_window: int = Field(ge=1)
 
     strategy: Literal["auto", "mirrored", "default"]
     verbose: Literal["auto", 0, 1, 2]
+
+    @model_validator(mode="after")
+    def _no_validation_needs_a_fixed_schedule(self) -> TrainConfig:
+        if self.val_split == 0 and self.schedule != "cosine":
+            raise ValueError(
+                "val_split 0 (no validation split) needs schedule: cosine; the plateau "
+                "schedule lowers its rate on the validation loss"
+            )
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)

@@ -25,6 +25,7 @@ import tensorflow as tf
 from training.config import TrainConfig
 from training.data import (
     LabelledImages,
+    evaluation_pipeline,
     read_folder,
     split_folder,
     stratified_folds,
@@ -85,6 +86,7 @@ def cross_validate(
     logger.info("cross-validation in %s: %d folds, %d images", out_dir, folds, len(data.labels))
 
     probabilities = np.zeros((len(data.labels), len(data.classes)), dtype=np.float32)
+    single_view = np.zeros_like(probabilities)  # test_time_flip: the unflipped view alone
     fold_reports = []
     for fold, test in enumerate(stratified_folds(data.labels, folds, config.seed), start=1):
         rest = np.setdiff1d(np.arange(len(data.labels)), test)
@@ -103,6 +105,10 @@ def cross_validate(
         keras.backend.clear_session()
         fitted = fit_classifier(config, backbone, folder, fold_dir)
         probabilities[test] = predict(fitted.classifier, folder.test, config.batch_size)
+        if config.test_time_flip:
+            single_view[test] = fitted.classifier.model.predict(
+                evaluation_pipeline(folder.test, config.batch_size), verbose=0
+            )
         metrics = classification_metrics(probabilities[test], folder.test.labels, data.classes)
         logger.info("fold %d/%d: accuracy %.4f", fold, folds, metrics["accuracy"])
         fold_reports.append(
@@ -118,6 +124,10 @@ def cross_validate(
         )
 
         report = _report(data, probabilities, fold_reports, folds, out_dir)
+        if config.test_time_flip:
+            tested = np.concatenate([fold["test_indices"] for fold in fold_reports])
+            hits = np.argmax(single_view[tested], axis=1) == data.labels[tested]
+            report["single_view_accuracy"] = float(np.mean(hits))
         report |= {
             "command": command,
             "time_s": round(time.monotonic() - started, 1),

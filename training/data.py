@@ -87,15 +87,16 @@ def stratified_split(
 ) -> dict[str, np.ndarray]:
     """Indices of the train, val and test splits, the same fractions from every class.
 
-    Every class gets at least one validation and one test image, and keeps at least one
-    for training; each split's indices are in ascending order.
+    Every class gets at least one test image, at least one validation image unless
+    ``val_fraction`` is 0, and keeps at least one for training; each split's indices are
+    in ascending order.
     """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         n_test = max(1, round(len(members) * test_fraction))
-        n_val = max(1, round(len(members) * val_fraction))
+        n_val = max(1, round(len(members) * val_fraction)) if val_fraction else 0
         if len(members) - n_test - n_val < 1:
             raise ValueError(f"class {label} has {len(members)} images: too few to split")
         parts["test"].append(members[:n_test])
@@ -160,12 +161,13 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarr
 def stratified_holdout(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions ``(kept, held_out)``: ``fraction`` of each class held out, at least one."""
+    """Positions ``(kept, held_out)``: ``fraction`` of each class held out (at least one
+    unless ``fraction`` is 0)."""
     rng = np.random.default_rng(seed)
     kept, held = [], []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        count = max(1, round(len(members) * fraction))
+        count = max(1, round(len(members) * fraction)) if fraction else 0
         if len(members) - count < 1:
             raise ValueError(f"class {label} has {len(members)} images: too few to split")
         held.append(members[:count])

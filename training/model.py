@@ -19,11 +19,16 @@ from training.backbones import Backbone
 class Classifier:
     """A classifier and its parts; all of them share the same weights.
 
-    ``model``: pixels (N, H, W, 3), raw 0..255 RGB → probabilities (N, classes).
+    ``model``: pixels (N, H, W, 3), raw 0..255 RGB → probabilities (N, classes); what trains.
     ``features``: pixels → feature map (N, H / stride, W / stride, channels), scaling included.
     ``head``: feature map → probabilities (global average pooling, dropout, dense softmax).
     ``pooled_head``: pooled features (N, channels) → probabilities (dropout, dense softmax).
     ``base``: the ``keras.applications`` backbone inside ``features`` (what phases freeze).
+    ``predictor``: pixels → probabilities as evaluated and exported, ``head(features(x))``.
+
+    With ``test_time_flip``, ``features`` averages the feature map of the image with the
+    mirrored feature map of its mirror image, so ``predictor`` and dense sliding windows
+    see both views (twice the backbone's cost); ``model`` still trains on one view.
     """
 
     model: keras.Model
@@ -32,6 +37,7 @@ class Classifier:
     pooled_head: keras.Model
     base: keras.Model
     backbone: Backbone
+    predictor: keras.Model
 
     @property
     def stride(self) -> int:
@@ -46,12 +52,15 @@ def build_classifier(
     weights: str | Path | None,
     dropout: float,
     name: str = "classifier",
+    *,
+    test_time_flip: bool = False,
 ) -> Classifier:
     """Build a classifier on ``backbone`` (its top replaced by a ``num_classes`` softmax)."""
     base = backbone.build(input_size, weights)
     pixels = keras.Input((input_size, input_size, 3), dtype="float32", name="pixels")
     scaled = backbone.scaling()(pixels) if backbone.scaling is not None else pixels
-    features = keras.Model(pixels, base(scaled), name="features")
+    one_view = keras.Model(pixels, base(scaled), name="features")
+    features = _flip_averaged(one_view) if test_time_flip else one_view
 
     channels = features.output.shape[-1]
     pooled = keras.Input((channels,), name="pooled")
@@ -64,8 +73,19 @@ def build_classifier(
     head = keras.Model(feature_map, pooled_head(average), name="head")
 
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="pixels")
-    model = keras.Model(inputs, head(features(inputs)), name=name)
-    return Classifier(model, features, head, pooled_head, base, backbone)
+    model = keras.Model(inputs, head(one_view(inputs)), name=name)
+    predictor = model
+    if test_time_flip:
+        predictor = keras.Model(inputs, head(features(inputs)), name=f"{name}_flip_averaged")
+    return Classifier(model, features, head, pooled_head, base, backbone, predictor)
+
+
+def _flip_averaged(features: keras.Model) -> keras.Model:
+    """``(f(x) + mirror(f(mirror(x)))) / 2``: the feature map of both views, aligned."""
+    pixels = keras.Input(features.input.shape[1:], dtype="float32", name="pixels")
+    mirrored = features(keras.ops.flip(pixels, axis=2))
+    both = (features(pixels) + keras.ops.flip(mirrored, axis=2)) * 0.5
+    return keras.Model(pixels, both, name="features_flip_averaged")
 
 
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule

@@ -125,7 +125,12 @@ def fit_classifier(
     strategy = distribution_strategy(config.strategy)
     with strategy.scope():
         classifier = build_classifier(
-            backbone, len(folder.classes), config.input_size, config.weights, config.dropout
+            backbone,
+            len(folder.classes),
+            config.input_size,
+            config.weights,
+            config.dropout,
+            test_time_flip=config.test_time_flip,
         )
     weights = (
         class_weights(folder.train.labels, len(folder.classes)) if config.class_weights else None
@@ -196,7 +201,9 @@ def train(
     picked = _spread(len(folder.test), config.parity_images)
     source = f"{len(picked)} of the {len(folder.test)} test-split images of {config.data}"
     dense = DenseParts(classifier.features, classifier.pooled_head, classifier.stride)
-    card = export(classifier.model, card, folder.test.images[picked], source, out_dir, dense=dense)
+    card = export(
+        classifier.predictor, card, folder.test.images[picked], source, out_dir, dense=dense
+    )
     tag = None
     if register:
         from training import store
@@ -207,7 +214,7 @@ def train(
 
 def predict(classifier: Classifier, split: Split, batch_size: int) -> np.ndarray:
     """Class probabilities (N, classes) of a split's images, in order."""
-    return classifier.model.predict(evaluation_pipeline(split, batch_size), verbose=0)
+    return classifier.predictor.predict(evaluation_pipeline(split, batch_size), verbose=0)
 
 
 def _fit_two_phases(
@@ -218,18 +225,26 @@ def _fit_two_phases(
     strategy: tf.distribute.Strategy,
     out_dir: Path,
 ) -> tuple[dict[str, list[float]], int, dict[str, float]]:
-    """Phase 1 (frozen backbone), then phase 2 (top layers unfrozen); best weights kept."""
+    """Phase 1 (frozen backbone), then phase 2 (top layers unfrozen); best weights kept.
+
+    Without a validation split (a final fit), every epoch runs and the last weights stay.
+    """
     batch_size = config.batch_size * strategy.num_replicas_in_sync
     train_data = training_pipeline(folder.train, batch_size, config.seed, augmentation(config))
-    val_data = evaluation_pipeline(folder.val, batch_size)
+    validated = len(folder.val) > 0
+    val_data = evaluation_pipeline(folder.val, batch_size) if validated else None
     checkpoint = out_dir / CHECKPOINT
-    checkpoint.parent.mkdir()
-    across_phases = [
-        keras.callbacks.ModelCheckpoint(
-            checkpoint, monitor=config.monitor, save_best_only=True, save_weights_only=True
-        ),
-        keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME, append=True),
+    across_phases: list[keras.callbacks.Callback] = [
+        keras.callbacks.CSVLogger(out_dir / HISTORY_FILENAME, append=True)
     ]
+    if validated:
+        checkpoint.parent.mkdir()
+        across_phases.insert(
+            0,
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor=config.monitor, save_best_only=True, save_weights_only=True
+            ),
+        )
 
     steps_per_epoch = math.ceil(len(folder.train) / batch_size)
 
@@ -243,7 +258,7 @@ def _fit_two_phases(
             shuffle=False,  # the pipeline reshuffles the training split every epoch itself
             # Phase callbacks first: ReduceLROnPlateau adds the learning rate to the logs that
             # CSVLogger writes.
-            callbacks=[*_phase_callbacks(config), *across_phases],
+            callbacks=[*(_phase_callbacks(config) if validated else []), *across_phases],
             verbose=keras_verbosity(config.verbose),
         )
         return result.history
@@ -275,7 +290,9 @@ def _fit_two_phases(
         for key, values in fit(frozen_epochs, config.epochs_finetune).items():
             history.setdefault(key, []).extend(values)
         timings["finetune_s"] = round(time.monotonic() - start, 1)
-    if checkpoint.exists():
+    if not validated:
+        logger.info("no validation split: keeping the weights of the last epoch")
+    elif checkpoint.exists():
         with warnings.catch_warnings():
             # The checkpoint may hold phase 1's optimizer state, which phase 2's does not need.
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
