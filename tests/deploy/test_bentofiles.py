@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import onnxruntime
 import pytest
@@ -36,3 +37,23 @@ def test_gpu_base_image_provides_the_cuda_onnxruntime_gpu_was_built_for() -> Non
     provided = (int(match[1]), int(match[2]))
     # CUDA minor version compatibility: same major, a runtime at least as new.
     assert provided[0] == built_for[0] and provided >= built_for, (provided, built_for)
+
+
+def pins(requirements: list[str]) -> dict[str, str]:
+    return {r.name: str(r.specifier) for r in map(Requirement, requirements)}
+
+
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+PYPROJECT_PINS = pins(PYPROJECT["dependencies"])
+
+
+@pytest.mark.parametrize("relative", BENTOFILES)
+def test_image_pins_what_pyproject_pins(relative: str) -> None:
+    """An image must not install another release of anything than the tests run."""
+    for name, specifier in pins(bentofile(relative)["python"]["packages"]).items():
+        assert specifier == PYPROJECT_PINS.get(name), f"{relative}: {name}{specifier}"
+
+
+def test_cpu_and_gpu_onnxruntime_are_one_exact_release() -> None:
+    cpu, gpu = PYPROJECT_PINS["onnxruntime"], PYPROJECT_PINS["onnxruntime-gpu"]
+    assert cpu == gpu and cpu.startswith("=="), (cpu, gpu)

@@ -14,7 +14,6 @@ import pytest
 from deploy import validate
 from deploy.validate import DEPLOY_DIR
 from service.settings import Settings
-from tests.conftest import REPO
 
 Resource = dict[str, Any]
 
@@ -93,16 +92,6 @@ def test_argos_environment_is_accepted_by_the_service_settings(
     for name, value in argos.items():
         monkeypatch.setenv(name, value)
     assert Settings().model == argos["ARGOS_MODEL"]
-
-
-def test_compose_environment_is_accepted_by_the_service_settings(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    [compose] = validate.load_yaml(DEPLOY_DIR / "docker-compose.yaml")
-    for name, value in compose["services"]["argos"]["environment"].items():
-        assert name.lower().removeprefix("argos_") in Settings.model_fields
-        monkeypatch.setenv(name, value)
-    Settings()
 
 
 def replace(path: str, old: str, new: str) -> Any:
@@ -238,39 +227,11 @@ EXTRA_CONFIG_MAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name"
             "ARGOS_INFERENCE_THREADS (0) must be set",
             id="threads-sized-from-node",
         ),
-        pytest.param(
-            replace(
-                "deploy/docker-compose.yaml", "stop_grace_period: 40s", "stop_grace_period: 10s"
-            ),
-            "argos stop_grace_period is shorter than the 30 s drain",
-            id="compose-kills-before-drain",
-        ),
-        pytest.param(
-            replace(
-                "deploy/prometheus/prometheus.yml", "metrics_path: /metrics", "metrics_path: /stats"
-            ),
-            "no job scrapes argos:3000/metrics",
-            id="prometheus-path",
-        ),
-        pytest.param(
-            replace(
-                "deploy/bentofile.gpu.yaml", '"onnxruntime-gpu==1.31.1"', '"onnxruntime-gpu<1.27"'
-            ),
-            "onnxruntime-gpu<1.27 differs from pyproject.toml's onnxruntime-gpu==1.31.1",
-            id="bento-pin-differs",
-        ),
-        pytest.param(
-            replace("pyproject.toml", '"onnxruntime==1.31.1;', '"onnxruntime>=1.31;'),
-            "onnxruntime and onnxruntime-gpu need the same == pin",
-            id="runtime-pins-differ",
-        ),
     ],
 )
 def test_each_check_fails_on_a_broken_copy(
     breakage: Any, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("pyproject.toml", "bentofile.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
     shutil.copytree(
         DEPLOY_DIR, tmp_path / "deploy", ignore=shutil.ignore_patterns("*.py", "__pycache__")
     )
