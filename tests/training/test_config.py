@@ -55,6 +55,9 @@ def test_unknown_and_invalid_keys_are_refused(tmp_path: Path) -> None:
         load_config(None, {"epochs_frozn": 2})
     with pytest.raises(pydantic.ValidationError, match="monitor"):
         load_config(None, {"monitor": "loss"})
+    with pytest.raises(pydantic.ValidationError, match="val_split 0 .* needs schedule: cosine"):
+        load_config(None, {"val_split": 0, "schedule": "plateau"})
+    assert load_config(None, {"val_split": 0, "schedule": "cosine"}).val_split == 0
 
 
 def test_saved_config_reloads_to_the_same_config(tmp_path: Path) -> None:

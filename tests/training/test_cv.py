@@ -116,3 +116,24 @@ def test_card_summary_takes_the_figures_of_the_same_recipe_only(tmp_path: Path) 
     other = config.model_copy(update={"epochs_finetune": 3, "label_smoothing": 0.1})
     with pytest.raises(ValueError, match=r"\['epochs_finetune', 'label_smoothing'\]"):
         card_summary(path, other)
+
+
+@pytest.mark.slow
+def test_cv_of_a_final_fit_with_test_time_flip_reports_the_single_view_too(
+    tmp_path: Path,
+) -> None:
+    data = make_colours(tmp_path / "colours")
+    args = ["cv", "--data", str(data), "--name", "colours", "--out", str(tmp_path / "runs")]
+    args += ["--weights", "null", "--input-size", "32", "--batch-size", "8", "--folds", "2"]
+    args += ["--epochs-frozen", "1", "--epochs-finetune", "1", "--schedule", "cosine"]
+    args += ["--val-split", "0", "--test-time-flip", "true"]
+
+    assert main(args) == 0
+
+    [run_dir] = (tmp_path / "runs" / "colours-cv").iterdir()
+    report = json.loads((run_dir / "cv.json").read_text())
+    assert report["images"] == 16 and 0 <= report["single_view_accuracy"] <= 1
+    with (run_dir / "fold-1" / "history.csv").open() as handle:
+        epochs = list(csv.DictReader(handle))
+    assert [epoch["val_loss"] for epoch in epochs] == ["NA", "NA"]  # no validation split
+    assert not (run_dir / "fold-1" / "checkpoint").exists()

@@ -49,6 +49,15 @@ def test_stratified_split_keeps_class_proportions_and_is_seeded() -> None:
     assert not np.array_equal(splits["test"], other["test"])
 
 
+def test_stratified_split_without_validation_trains_on_the_rest() -> None:
+    labels = np.array([0] * 20 + [1] * 10)
+
+    splits = stratified_split(labels, 0.0, 0.2, seed=1)
+
+    assert len(splits["val"]) == 0
+    assert (len(splits["train"]), len(splits["test"])) == (24, 6)
+
+
 def test_stratified_split_refuses_a_class_too_small_to_split() -> None:
     with pytest.raises(ValueError, match="too few"):
         stratified_split(np.array([0, 0, 0, 0, 1, 1]), 0.2, 0.2, seed=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.card import Preprocessing
-from training.backbones import BACKBONES, CaffeScaling, get_backbone
+from training.backbones import BACKBONES, Backbone, CaffeScaling, get_backbone
 from training.export import export
 from training.model import Classifier, build_classifier, freeze, unfreeze
 
@@ -42,6 +43,28 @@ def test_parts_share_weights_and_compose_to_the_model(classifier: Classifier) ->
     dense = classifier.pooled_head.get_layer("probabilities")
     assert any(w is dense.kernel for w in classifier.model.weights)
     assert classifier.base in classifier.features.layers
+
+
+def conv_backbone(include_top: bool, weights: None, input_shape: tuple[int, ...]) -> keras.Model:
+    """A one-convolution stand-in for a keras.applications backbone: not mirror-symmetric."""
+    pixels = keras.Input(input_shape)
+    return keras.Model(pixels, keras.layers.Conv2D(8, 3, strides=4, activation="relu")(pixels))
+
+
+def test_flip_averaged_predictor_sees_both_views_and_keeps_the_dense_contract() -> None:
+    keras.utils.set_random_seed(0)
+    scaling = partial(keras.layers.Rescaling, 1 / 255)
+    backbone = Backbone("conv", conv_backbone, SIZE, scaling, stride=4, min_size=8)
+    flipped = build_classifier(backbone, 3, SIZE, None, 0.2, test_time_flip=True)
+    x = pixels(2)
+    mirror = x[:, :, ::-1]
+
+    prediction = np.asarray(flipped.predictor(x))
+    assert not np.allclose(flipped.model(x), flipped.model(mirror), atol=1e-4)
+    np.testing.assert_allclose(flipped.predictor(mirror), prediction, atol=1e-6)
+    pooled = np.asarray(flipped.features(x)).mean(axis=(1, 2))
+    np.testing.assert_allclose(flipped.pooled_head(pooled), prediction, atol=1e-6)
+    assert flipped.model.count_params() == flipped.predictor.count_params()
 
 
 def test_phase_one_trains_only_the_head(classifier: Classifier) -> None:
