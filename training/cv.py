@@ -220,6 +220,7 @@ def card_summary(report_path: Path, config: TrainConfig) -> dict[str, object]:
         "folds": report["folds"],
         "images": report["images"],
         "fold_accuracies": [fold["accuracy"] for fold in report["per_fold"]],
+        **{key: report[key] for key in ("single_view_accuracy",) if key in report},
         "command": report["command"],
     }
 

@@ -113,6 +113,7 @@ def test_card_summary_takes_the_figures_of_the_same_recipe_only(tmp_path: Path) 
 
     assert summary["accuracy"] == 0.99 and summary["folds"] == 5
     assert summary["fold_accuracies"] == [0.99, 0.9875, 0.9925, 0.99, 0.99]
+    assert "single_view_accuracy" not in summary  # measured only with test_time_flip
     other = config.model_copy(update={"epochs_finetune": 3, "label_smoothing": 0.1})
     with pytest.raises(ValueError, match=r"\['epochs_finetune', 'label_smoothing'\]"):
         card_summary(path, other)
