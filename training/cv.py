@@ -25,7 +25,6 @@ import tensorflow as tf
 from training.config import TrainConfig
 from training.data import (
     LabelledImages,
-    evaluation_pipeline,
     read_folder,
     split_folder,
     stratified_folds,
@@ -104,11 +103,9 @@ def cross_validate(
         )
         keras.backend.clear_session()
         fitted = fit_classifier(config, backbone, folder, fold_dir)
-        probabilities[test] = predict(fitted.classifier, folder.test, config.batch_size)
+        probabilities[test] = predict(fitted.classifier.predictor, folder.test, config.batch_size)
         if config.test_time_flip:
-            single_view[test] = fitted.classifier.model.predict(
-                evaluation_pipeline(folder.test, config.batch_size), verbose=0
-            )
+            single_view[test] = predict(fitted.classifier.model, folder.test, config.batch_size)
         metrics = classification_metrics(probabilities[test], folder.test.labels, data.classes)
         logger.info("fold %d/%d: accuracy %.4f", fold, folds, metrics["accuracy"])
         fold_reports.append(

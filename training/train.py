@@ -212,9 +212,9 @@ def train(
     return Run(card, out_dir, classifier, tag)
 
 
-def predict(classifier: Classifier, split: Split, batch_size: int) -> np.ndarray:
+def predict(model: keras.Model, split: Split, batch_size: int) -> np.ndarray:
     """Class probabilities (N, classes) of a split's images, in order."""
-    return classifier.predictor.predict(evaluation_pipeline(split, batch_size), verbose=0)
+    return model.predict(evaluation_pipeline(split, batch_size), verbose=0)
 
 
 def _fit_two_phases(
@@ -239,11 +239,10 @@ def _fit_two_phases(
     ]
     if validated:
         checkpoint.parent.mkdir()
-        across_phases.insert(
-            0,
+        across_phases.append(
             keras.callbacks.ModelCheckpoint(
                 checkpoint, monitor=config.monitor, save_best_only=True, save_weights_only=True
-            ),
+            )
         )
 
     steps_per_epoch = math.ceil(len(folder.train) / batch_size)
@@ -360,7 +359,7 @@ def _evaluate_and_report(
     out_dir: Path,
 ) -> dict[str, object]:
     """Test-split metrics, the over-fitting check, and their JSON and PNG reports."""
-    probabilities = predict(classifier, folder.test, config.batch_size)
+    probabilities = predict(classifier.predictor, folder.test, config.batch_size)
     metrics = {
         "split": "test",
         **classification_metrics(probabilities, folder.test.labels, folder.classes),
