@@ -19,8 +19,8 @@ ADMITTED = bentoml.metrics.Counter(
 )
 INFLIGHT = bentoml.metrics.Gauge(
     name="argos_inflight_requests",
-    documentation="Inference requests the workers hold now (reading, preprocessing, queued, "
-    "running)",
+    documentation="Units of inference work the workers hold now (images being preprocessed, "
+    "queued or run, and detection jobs): what admission control counts",
     multiprocess_mode="livesum",
 )
 TOP1 = bentoml.metrics.Counter(

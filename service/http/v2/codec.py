@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType
+from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
 from service.http.v2.errors import InvalidTensor, describe
 from service.http.v2.schemas import (
     InferenceRequest,
@@ -81,6 +83,15 @@ class EncodedResponse:
         if self.header_length is None:
             return {"Content-Type": JSON_MEDIA_TYPE}
         return {"Content-Type": BINARY_MEDIA_TYPE, INFERENCE_HEADER: str(self.header_length)}
+
+
+async def read_request(request: Request, max_upload_bytes: int) -> DecodedRequest:
+    """Read, inflate and split an inference request; the body may hold ``max_upload_bytes``
+    of images plus the JSON object's framing."""
+    max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
+    body = await read_body(request, max_body_bytes)
+    body = decompress(body, request.headers.get("content-encoding"), max_body_bytes)
+    return parse_request(body, request.headers.get(INFERENCE_HEADER))
 
 
 def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
@@ -142,8 +153,16 @@ def parse_request(body: bytes, header_length: str | None) -> DecodedRequest:
     return DecodedRequest(request, binary)
 
 
-def images_of(tensor: RequestInput, binary: bytes | None, *, max_images: int) -> list[bytes]:
-    """The encoded images of a ``BYTES`` ``[N]`` input, from binary data or base64 JSON."""
+def images_of(decoded: DecodedRequest, input_name: str, *, max_images: int) -> list[bytes]:
+    """The encoded images of the request's one input, ``input_name``, a ``BYTES`` ``[N]``
+    tensor sent as binary data or base64 JSON."""
+    inputs = decoded.request.inputs
+    if len(inputs) != 1 or inputs[0].name != input_name:
+        raise InvalidTensor(
+            f"the model takes one input, {input_name!r} (BYTES [N] encoded images); "
+            f"got {[tensor.name for tensor in inputs]}"
+        )
+    tensor, binary = inputs[0], decoded.binary.get(input_name)
     if tensor.datatype != "BYTES":
         raise InvalidTensor(
             f"input {tensor.name!r} has datatype {tensor.datatype}; send encoded images "

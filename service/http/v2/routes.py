@@ -9,22 +9,19 @@ either way.
 from __future__ import annotations
 
 import asyncio
-import time
 from importlib import metadata
 from typing import Annotated, TypeVar
 
-import numpy as np
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from service import metrics
 from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
-from service.errors import ArgosError, InvalidParameter
-from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, admitted
-from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, _read_body
+from service.errors import InvalidParameter
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend
+from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, read_body
 from service.http.v2 import codec
-from service.http.v2.errors import InvalidTensor, ProtocolRoute, UnknownEndpoint, describe
+from service.http.v2.errors import ProtocolRoute, UnknownEndpoint, describe
 from service.http.v2.schemas import (
     ConfigTensor,
     ErrorReply,
@@ -34,13 +31,11 @@ from service.http.v2.schemas import (
     RepositoryIndexRequest,
     RepositoryModel,
     RepositoryRequest,
-    RequestInput,
     ServerLive,
     ServerMetadata,
     ServerReady,
     TensorMetadata,
 )
-from service.preprocessing import prepare_bytes
 from service.repository.control import READY, UNAVAILABLE
 
 Message = TypeVar("Message", bound=BaseModel)
@@ -133,13 +128,11 @@ async def model_ready(
 @router.post(
     "/models/{name}/infer",
     response_class=Response,
-    dependencies=[Depends(admitted)],
     responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     response_class=Response,
-    dependencies=[Depends(admitted)],
     responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
 )
 async def infer(
@@ -147,36 +140,23 @@ async def infer(
 ) -> Response:
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
-    settings = backend.settings
-    max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES  # the JSON object
+    pipeline = backend.pipeline
     with backend.models.lease(name, version) as model:
         card = model.card
-        started = time.perf_counter()
-        body = await _read_body(request, max_body_bytes)
-        body = codec.decompress(body, request.headers.get("content-encoding"), max_body_bytes)
-        decoded = codec.parse_request(body, request.headers.get(codec.INFERENCE_HEADER))
-        tensor = _image_input(decoded)
-        images = codec.images_of(
-            tensor, decoded.binary.get(tensor.name), max_images=settings.batch_size
-        )
+        decoded = await codec.read_request(request, backend.settings.max_upload_bytes)
+        images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
         wanted = codec.requested_outputs(decoded.request, [_output(card)], labels=len(card.labels))
-        pixels = await asyncio.gather(
-            *(_prepare(backend, card, i, x) for i, x in enumerate(images))
+        result = await pipeline.classify(
+            model,
+            images,
+            endpoint="v2_infer",
+            where=lambda i: f"image {i} of input {IMAGE_FIELD!r}",
         )
-        preprocessed = time.perf_counter()
-        rows = await asyncio.gather(*(model.classify(p) for p in pixels))
-        finished = time.perf_counter()
-    probabilities = np.stack(rows)
-    for row in probabilities:
-        metrics.TOP1.labels(model=card.tag, label=card.labels[int(np.argmax(row))]).inc()
-    metrics.observe_stages(
-        "v2_infer", preprocess=preprocessed - started, inference=finished - preprocessed
-    )
     encoded = codec.encode_response(
         model_name=card.name,
         model_version=card.version,
         request_id=decoded.request.id,
-        outputs=codec.probability_outputs(probabilities, card.labels, wanted),
+        outputs=codec.probability_outputs(result.probabilities, card.labels, wanted),
     )
     return Response(encoded.body, headers=encoded.headers | {MODEL_HEADER: card.tag})
 
@@ -187,7 +167,7 @@ async def repository_index(request: Request, backend: CurrentBackend) -> list[Re
     query = _parse(RepositoryIndexRequest, await _small_body(request))
     states = backend.controller.status().models
     index = []
-    for name, stored_version in await backend.in_thread(backend.store.stored):
+    for name, stored_version in await asyncio.to_thread(backend.store.stored):
         state = states.get(name, {}).get(stored_version)
         if state is None:
             entry = RepositoryModel(
@@ -208,7 +188,7 @@ async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> Rep
     becomes the model's default version. Versions loaded before stay loaded."""
     options = await _repository_request(request)
     name, wanted = _split_tag(tag, options)
-    name, version = await backend.in_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
+    name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
     await backend.controller.load(name, version, backend.settings.request_timeout_s)
     return RepositoryModel(name=name, version=version, state=READY)
 
@@ -232,27 +212,8 @@ def _output(card: ModelCard) -> str:
     return card.preprocessing.output_name
 
 
-def _image_input(decoded: codec.DecodedRequest) -> RequestInput:
-    inputs = decoded.request.inputs
-    if len(inputs) != 1 or inputs[0].name != IMAGE_FIELD:
-        raise InvalidTensor(
-            f"the model takes one input, {IMAGE_FIELD!r} (BYTES [N] encoded images); "
-            f"got {[tensor.name for tensor in inputs]}"
-        )
-    return inputs[0]
-
-
-async def _prepare(backend: Backend, card: ModelCard, position: int, image: bytes) -> np.ndarray:
-    try:
-        return await backend.in_thread(
-            prepare_bytes,
-            image,
-            card.preprocessing,
-            max_pixels=backend.settings.max_image_pixels,
-            max_decoded_bytes=backend.settings.max_decoded_bytes,
-        )
-    except ArgosError as error:
-        raise type(error)(f"image {position} of input {IMAGE_FIELD!r}: {error.detail}") from None
+def _image_position(position: int) -> str:
+    return f"image {position} of input {IMAGE_FIELD!r}"
 
 
 def _parse(schema: type[Message], body: bytes) -> Message:
@@ -264,7 +225,7 @@ def _parse(schema: type[Message], body: bytes) -> Message:
 
 
 async def _small_body(request: Request) -> bytes:
-    return await _read_body(request, FORM_OVERHEAD_BYTES)
+    return await read_body(request, FORM_OVERHEAD_BYTES)
 
 
 async def _repository_request(request: Request) -> RepositoryRequest:
