@@ -13,6 +13,12 @@ REJECTED = bentoml.metrics.Counter(
     documentation="Requests refused with a 4xx or 503, by endpoint and error code",
     labelnames=["endpoint", "error"],
 )
+AUTH_REFUSALS = bentoml.metrics.Counter(
+    name="argos_auth_refusals",
+    documentation="Requests refused for their key or origin, by route template and reason "
+    "(missing_key, unknown_key, wrong_scope, control_off, cross_site, not_json)",
+    labelnames=["route", "reason"],
+)
 ADMITTED = bentoml.metrics.Counter(
     name="argos_admitted_requests",
     documentation="Inference requests admitted by a worker's admission control",

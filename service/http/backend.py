@@ -28,6 +28,9 @@ class Backend:
     settings: Settings
     store: ModelStore
     controller: Controller[ServedModel]
+    startup_models: tuple[str, ...]
+    """The model names the server was started with, the default first: it is ready only
+    while it serves every one of them."""
     admission: Admission = field(init=False)
     pipeline: Pipeline = field(init=False)
 
@@ -39,9 +42,28 @@ class Backend:
     def models(self) -> Registry[ServedModel]:
         return self.controller.registry
 
+    def unready_because(self) -> list[str]:
+        """Why this worker should get no traffic now; empty when it is ready."""
+        reasons = []
+        if self.admission.draining:
+            reasons.append("the server is shutting down")
+        served = self.models.served()
+        missing = [name for name in self.startup_models if name not in served]
+        if missing:
+            reasons.append(f"models named at start-up are not loaded: {', '.join(missing)}")
+        if not self.controller.is_serving_all():
+            reasons.append("models are being loaded or unloaded")
+        return reasons
+
     def is_ready(self) -> bool:
-        """Serving every wanted model, and not draining."""
-        return not self.admission.draining and self.controller.is_serving_all()
+        """Serving every start-up and wanted model, and not draining."""
+        return not self.unready_because()
+
+    @property
+    def default_model(self) -> str | None:
+        """The model of requests that name none, while it is loaded."""
+        name = self.models.default_name
+        return name if name in self.models.served() else None
 
 
 async def get_backend(request: Request) -> Backend:
@@ -59,10 +81,16 @@ async def leased_model(
     backend: CurrentBackend,
     response: Response,
     model: Annotated[
-        str | None, Query(description="a served model's name; default: the first of ARGOS_MODELS")
+        str | None,
+        Query(description="a served model's name; default: the first of ARGOS_MODELS"),
     ] = None,
 ) -> AsyncIterator[ServedModel]:
     """Dependency: the model asked for, held until the request is answered."""
+    if model is None and backend.default_model is None:
+        raise NotReady(
+            f"the default model {backend.models.default_name!r} is not loaded (it was "
+            "unloaded); name a served model with model=, see GET /models"
+        )
     with backend.models.lease(model) as served:
         response.headers[MODEL_HEADER] = served.card.tag
         yield served

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Query, Request
 
 from service.card import ModelCard
 from service.errors import InvalidParameter
+from service.http.auth import INFER
 from service.http.backend import CurrentBackend, LeasedModel
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 
-router = APIRouter()
+router = APIRouter(dependencies=[INFER])
 
 
 @router.post(

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from service.detection import pipeline as detection
 from service.detection.params import DetectParams
 from service.detection.render import draw
+from service.http.auth import INFER
 from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, LeasedModel
 from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import Detection as DetectionBody
@@ -18,7 +19,7 @@ from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.inference.model import ServedModel
 
-router = APIRouter()
+router = APIRouter(dependencies=[INFER])
 Params = Annotated[DetectParams, Query()]
 
 

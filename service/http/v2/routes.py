@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
 from service.errors import InvalidParameter
+from service.http.auth import ADMIN, INFER, PUBLIC
 from service.http.backend import MODEL_HEADER, Backend, CurrentBackend
 from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, read_body
 from service.http.v2 import codec
@@ -43,7 +44,7 @@ router = APIRouter(
     prefix="/v2",
     route_class=ProtocolRoute,
     tags=["Open Inference Protocol"],
-    responses={status: {"model": ErrorReply} for status in (400, 404, 413, 503)},
+    responses={status: {"model": ErrorReply} for status in (400, 401, 403, 404, 413, 503)},
 )
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
@@ -62,13 +63,13 @@ TagInPath = Annotated[
 ]
 
 
-@router.get("/health/live", response_model=ServerLive)
+@router.get("/health/live", response_model=ServerLive, dependencies=[PUBLIC])
 async def live() -> ServerLive:
     """The process answers HTTP."""
     return ServerLive(live=True)
 
 
-@router.get("/health/ready", response_model=ServerReady)
+@router.get("/health/ready", response_model=ServerReady, dependencies=[PUBLIC])
 async def ready(request: Request) -> JSONResponse:
     """200 when every wanted model is loaded and the server is not draining, else 503."""
     backend: Backend | None = getattr(request.app.state, "backend", None)
@@ -76,14 +77,14 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(ServerReady(ready=is_ready).model_dump(), 200 if is_ready else 503)
 
 
-@router.get("", response_model=ServerMetadata)
+@router.get("", response_model=ServerMetadata, dependencies=[INFER])
 async def server_metadata() -> ServerMetadata:
     """The server's name, version and protocol extensions."""
     return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
 
 
-@router.get("/models/{name}", response_model=ModelMetadata)
-@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
+@router.get("/models/{name}", response_model=ModelMetadata, dependencies=[INFER])
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, dependencies=[INFER])
 async def model_metadata(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelMetadata:
@@ -98,8 +99,10 @@ async def model_metadata(
     )
 
 
-@router.get("/models/{name}/config", response_model=ModelConfig)
-@router.get("/models/{name}/versions/{version}/config", response_model=ModelConfig)
+@router.get("/models/{name}/config", response_model=ModelConfig, dependencies=[INFER])
+@router.get(
+    "/models/{name}/versions/{version}/config", response_model=ModelConfig, dependencies=[INFER]
+)
 async def model_config(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelConfig:
@@ -115,8 +118,10 @@ async def model_config(
     )
 
 
-@router.get("/models/{name}/ready", response_model=ModelReady)
-@router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady)
+@router.get("/models/{name}/ready", response_model=ModelReady, dependencies=[INFER])
+@router.get(
+    "/models/{name}/versions/{version}/ready", response_model=ModelReady, dependencies=[INFER]
+)
 async def model_ready(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelReady:
@@ -129,11 +134,13 @@ async def model_ready(
     "/models/{name}/infer",
     response_class=Response,
     responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
+    dependencies=[INFER],
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     response_class=Response,
     responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
+    dependencies=[INFER],
 )
 async def infer(
     request: Request, backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
@@ -161,7 +168,7 @@ async def infer(
     return Response(encoded.body, headers=encoded.headers | {MODEL_HEADER: card.tag})
 
 
-@router.post("/repository/index", response_model=list[RepositoryModel])
+@router.post("/repository/index", response_model=list[RepositoryModel], dependencies=[ADMIN])
 async def repository_index(request: Request, backend: CurrentBackend) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
     query = _parse(RepositoryIndexRequest, await _small_body(request))
@@ -182,7 +189,7 @@ async def repository_index(request: Request, backend: CurrentBackend) -> list[Re
     return index
 
 
-@router.post("/repository/models/{tag}/load", response_model=RepositoryModel)
+@router.post("/repository/models/{tag}/load", response_model=RepositoryModel, dependencies=[ADMIN])
 async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker; it
     becomes the model's default version. Versions loaded before stay loaded."""
@@ -193,7 +200,9 @@ async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> Rep
     return RepositoryModel(name=name, version=version, state=READY)
 
 
-@router.post("/repository/models/{tag}/unload", response_model=RepositoryModel)
+@router.post(
+    "/repository/models/{tag}/unload", response_model=RepositoryModel, dependencies=[ADMIN]
+)
 async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
     """Unload one version (``name:version`` or ``parameters.version``) or every version of a
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
@@ -203,7 +212,9 @@ async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> R
     return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
 
 
-@router.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+@router.api_route(
+    "/{path:path}", methods=["GET", "POST"], include_in_schema=False, dependencies=[PUBLIC]
+)
 async def not_found(path: str) -> None:
     raise UnknownEndpoint(f"/v2/{path} is not an endpoint of the Open Inference Protocol")
 
