@@ -98,7 +98,7 @@ class ControlDir:
         self._server_alive = server_alive or (lambda: True)
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode=0o700)
-        with self._folder():
+        with self._folder():  # refuses a folder that is not this server's alone
             pass
 
     @classmethod
@@ -240,20 +240,21 @@ def make_server_folder(base: Path | None = None) -> Path:
     the temporary folder; made 0700 when missing). Raises :class:`UnsafeControlDir` when
     ``base`` belongs to another user, or others may replace what is in it."""
     if base is None:
-        base = Path(tempfile.gettempdir())
+        base, setting = Path(tempfile.gettempdir()), "the temporary folder"
     else:
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        setting = "ARGOS_CONTROL_DIR"
     info = base.stat()
     if info.st_uid not in (os.geteuid(), 0):
         raise UnsafeControlDir(
-            f"the control base folder {base} (ARGOS_CONTROL_DIR) is owned by uid "
-            f"{info.st_uid}, not by this server's user (uid {os.geteuid()}) or root"
+            f"the control base folder {base} ({setting}) is owned by uid {info.st_uid}, "
+            f"not by this server's user (uid {os.geteuid()}) or root"
         )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
         raise UnsafeControlDir(
-            f"the control base folder {base} (ARGOS_CONTROL_DIR) is writable by group or "
-            f"others (mode {stat.S_IMODE(info.st_mode):o}) without the sticky bit; "
-            "make it 0700 or 0755"
+            f"the control base folder {base} ({setting}) is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}) without the sticky bit; make it 0700 "
+            "or 0755"
         )
     return Path(tempfile.mkdtemp(prefix="argos-", dir=base))
 
