@@ -185,7 +185,7 @@ class Controller(Generic[M]):
     def _should_try(self, name: str, version: str, desired: Desired) -> bool:
         """A version is tried once, and again only for a load request newer than the try."""
         failure = self._failures.get((name, version))
-        return failure is None or desired.requested.get(f"{name}:{version}", 0) > failure.generation
+        return failure is None or desired.requested_at(name, version) > failure.generation
 
     def _promote_default(self, name: str, versions: list[str]) -> None:
         """Make the last desired version that is served the name's default."""

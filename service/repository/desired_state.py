@@ -54,6 +54,10 @@ class Desired:
     """``name:version`` → the generation of the last load request that asked for it: a
     worker tries a version that failed again only for a newer request."""
 
+    def requested_at(self, name: str, version: str) -> int:
+        """The generation of the last load request for ``name:version`` (0: none)."""
+        return self.requested.get(_tag(name, version), 0)
+
 
 @dataclass
 class VersionState:
@@ -132,10 +136,10 @@ class ControlDir:
             current = self.read()
             generation = current.generation + 1
             models = edit({name: list(versions) for name, versions in current.models.items()})
-            wanted = {f"{name}:{v}" for name, versions in models.items() for v in versions}
+            wanted = {_tag(name, v) for name, versions in models.items() for v in versions}
             asked = {tag: g for tag, g in current.requested.items() if tag in wanted}
             if requested is not None:
-                asked[":".join(requested)] = generation
+                asked[_tag(*requested)] = generation
             desired = Desired(generation, models, asked)
             self._write(DESIRED, json.dumps(asdict(desired)))
             return desired
@@ -282,6 +286,10 @@ def _check_private(path: Path, info: os.stat_result) -> None:
             f"the control folder {path} is open to group or others (mode "
             f"{stat.S_IMODE(info.st_mode):o}); it must be 0700"
         )
+
+
+def _tag(name: str, version: str) -> str:
+    return f"{name}:{version}"
 
 
 def _status_name(pid: int | str) -> str:
