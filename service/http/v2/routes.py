@@ -196,7 +196,7 @@ async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> Rep
     options = await _repository_request(request)
     name, wanted = _split_tag(tag, options)
     name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
-    await backend.controller.load(name, version, backend.settings.request_timeout_s)
+    await backend.controller.load(name, version, backend.settings.model_load_timeout_s)
     return RepositoryModel(name=name, version=version, state=READY)
 
 
@@ -208,7 +208,7 @@ async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> R
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
     options = await _repository_request(request)
     name, wanted = _split_tag(tag, options)
-    await backend.controller.unload(name, wanted, backend.settings.request_timeout_s)
+    await backend.controller.unload(name, wanted, backend.settings.model_load_timeout_s)
     return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
 
 
