@@ -13,7 +13,7 @@ no cross-site "simple" request ever reaches a state-changing route.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -48,18 +48,52 @@ class Access:
         )
         return cls(keys, settings.api_key_header, frozenset(settings.cors_origins))
 
-    def presented_key(self, request: Request) -> str | None:
-        """The key a request carries, if any."""
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    def presented_key(self, headers: Mapping[str, str]) -> str | None:
+        """The key a request carries, if any; ``headers`` are looked up by lower-case name
+        (HTTP headers, gRPC metadata)."""
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
         if self.key_header:
-            return request.headers.get(self.key_header) or None
+            return headers.get(self.key_header.lower()) or None
         return None
 
     def how_to_send(self, scope: Scope) -> str:
         header = f" or {self.key_header}: <key>" if self.key_header else ""
         return f"send a key with the {scope} scope as Authorization: Bearer <key>{header}"
+
+    def authorize(self, scope: Scope, headers: Mapping[str, str]) -> None:
+        """Admit a call to a route of ``scope`` with these headers, or raise a
+        :class:`Refusal` saying why not (any protocol; HTTP adds its cross-site checks)."""
+        if scope is Scope.PUBLIC:
+            return
+        if scope is Scope.ADMIN:
+            if not self.keys.configured(Scope.ADMIN):
+                raise Refusal(
+                    "control_off",
+                    Forbidden(
+                        "model control is off: this server was started without admin keys. "
+                        "Set ARGOS_ADMIN_KEYS_FILE (or ARGOS_ADMIN_KEYS) and restart it to "
+                        "load and unload models at run time"
+                    ),
+                )
+        elif not self.keys.configured(scope):
+            return  # an open scope: no keys configured
+        how = self.how_to_send(scope)
+        key = self.presented_key(headers)
+        if key is None:
+            raise Refusal("missing_key", Unauthorized(f"this route needs a key; {how}"))
+        held = self.keys.scopes_of(key)
+        if not held:
+            raise Refusal(
+                "unknown_key",
+                Unauthorized(f"the key is not valid here (unknown, or rotated out); {how}"),
+            )
+        if scope not in held:
+            scopes = ", ".join(sorted(held))
+            raise Refusal(
+                "wrong_scope", Forbidden(f"the key holds the {scopes} scope, not {scope}; {how}")
+            )
 
 
 class Guard:
@@ -75,39 +109,10 @@ class Guard:
         try:
             if self.scope is Scope.ADMIN:
                 _refuse_cross_site(request, access)
-                if not access.keys.configured(Scope.ADMIN):
-                    raise Refusal(
-                        "control_off",
-                        Forbidden(
-                            "model control is off: this server was started without admin keys. "
-                            "Set ARGOS_ADMIN_KEYS_FILE (or ARGOS_ADMIN_KEYS) and restart it to "
-                            "load and unload models at run time"
-                        ),
-                    )
-            elif not access.keys.configured(self.scope):
-                return  # an open scope: no keys configured
-            self._check_key(request, access)
+            access.authorize(self.scope, request.headers)
         except Refusal as refusal:
             metrics.AUTH_REFUSALS.labels(route=route_template(request), reason=refusal.reason).inc()
             raise refusal.error from None
-
-    def _check_key(self, request: Request, access: Access) -> None:
-        how = access.how_to_send(self.scope)
-        key = access.presented_key(request)
-        if key is None:
-            raise Refusal("missing_key", Unauthorized(f"this route needs a key; {how}"))
-        held = access.keys.scopes_of(key)
-        if not held:
-            raise Refusal(
-                "unknown_key",
-                Unauthorized(f"the key is not valid here (unknown, or rotated out); {how}"),
-            )
-        if self.scope not in held:
-            scopes = ", ".join(sorted(held))
-            raise Refusal(
-                "wrong_scope",
-                Forbidden(f"the key holds the {scopes} scope, not {self.scope}; {how}"),
-            )
 
 
 class Refusal(Exception):

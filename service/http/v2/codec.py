@@ -124,9 +124,7 @@ def parse_request(body: bytes, header_length: str | None) -> DecodedRequest:
         request = InferenceRequest.model_validate_json(json_part)
     except ValidationError as error:
         raise InvalidTensor(f"the inference request is not valid: {describe(error)}") from None
-    names = [tensor.name for tensor in request.inputs]
-    if len(set(names)) != len(names):
-        raise InvalidTensor(f"input names must be unique, got {names}")
+    check_unique([tensor.name for tensor in request.inputs], "input")
     binary: dict[str, bytes] = {}
     offset = 0
     for tensor in request.inputs:
@@ -227,9 +225,7 @@ def requested_outputs(
     default_binary = _flag(request.parameters, "binary_data_output", "the request")
     if request.outputs is None:
         return [OutputRequest(name, default_binary) for name in available]
-    names = [output.name for output in request.outputs]
-    if len(set(names)) != len(names):
-        raise InvalidTensor(f"requested output names must be unique, got {names}")
+    check_unique([output.name for output in request.outputs], "requested output")
     wanted = []
     for output in request.outputs:
         if output.name not in available:
@@ -297,7 +293,7 @@ def encode_response(
             name=output.name, shape=list(output.array.shape), datatype=output.datatype
         )
         if output.binary:
-            blob = _binary_tensor(output)
+            blob = tensor_bytes(output)
             entry.parameters = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -327,11 +323,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 def _binary_size(tensor: RequestInput) -> int | None:
     """The input's ``binary_data_size``, or None when its data is in the JSON object."""
     parameters = tensor.parameters
-    if "shared_memory_region" in parameters:
-        raise InvalidTensor(
-            f"input {tensor.name!r} uses shared memory, which Argos does not offer; "
-            "send the data in the body"
-        )
+    refuse_shared_memory(tensor.name, parameters)
     size = parameters.get("binary_data_size")
     has_data = tensor.data is not None
     if (size is None) == (not has_data):
@@ -346,6 +338,20 @@ def _binary_size(tensor: RequestInput) -> int | None:
             f"input {tensor.name!r}: binary_data_size must be a byte count, got {size!r}"
         )
     return size
+
+
+def refuse_shared_memory(name: str, parameters: dict[str, Any]) -> None:
+    if "shared_memory_region" in parameters:
+        raise InvalidTensor(
+            f"input {name!r} uses shared memory, which Argos does not offer; "
+            "send the data in the request"
+        )
+
+
+def check_unique(names: list[str], what: str) -> None:
+    """Refuse repeated tensor names."""
+    if len(set(names)) != len(names):
+        raise InvalidTensor(f"{what} names must be unique, got {names}")
 
 
 def _base64_elements(tensor: RequestInput) -> list[bytes]:
@@ -382,7 +388,9 @@ def _flag(parameters: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
-def _binary_tensor(output: OutputTensor) -> bytes:
+def tensor_bytes(output: OutputTensor) -> bytes:
+    """An output's data in the binary tensor form (``FP32`` little-endian, ``BYTES``
+    length-prefixed), as both the binary extension and gRPC's raw contents carry it."""
     if output.datatype == "BYTES":
         return encode_bytes_elements(output.array.ravel())
     return np.ascontiguousarray(output.array, dtype="<f4").tobytes()

@@ -8,23 +8,20 @@ either way.
 
 from __future__ import annotations
 
-import asyncio
-from importlib import metadata
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
+from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN
 from service.errors import InvalidParameter
 from service.http.auth import ADMIN, INFER, PUBLIC
 from service.http.backend import MODEL_HEADER, Backend, CurrentBackend
-from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, read_body
-from service.http.v2 import codec
+from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
+from service.http.v2 import codec, operations
 from service.http.v2.errors import ProtocolRoute, UnknownEndpoint, describe
 from service.http.v2.schemas import (
-    ConfigTensor,
     ErrorReply,
     ModelConfig,
     ModelMetadata,
@@ -35,9 +32,7 @@ from service.http.v2.schemas import (
     ServerLive,
     ServerMetadata,
     ServerReady,
-    TensorMetadata,
 )
-from service.repository.control import READY, UNAVAILABLE
 
 Message = TypeVar("Message", bound=BaseModel)
 router = APIRouter(
@@ -46,9 +41,6 @@ router = APIRouter(
     tags=["Open Inference Protocol"],
     responses={status: {"model": ErrorReply} for status in (400, 401, 403, 404, 413, 503)},
 )
-
-EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
-PLATFORM = "onnxruntime_onnx"
 
 ModelName = Annotated[str, Path(description="a served model's name", pattern=NAME_PATTERN)]
 ModelVersion = Annotated[
@@ -80,7 +72,7 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("", response_model=ServerMetadata, dependencies=[INFER])
 async def server_metadata() -> ServerMetadata:
     """The server's name, version and protocol extensions."""
-    return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
+    return operations.server_metadata()
 
 
 @router.get("/models/{name}", response_model=ModelMetadata, dependencies=[INFER])
@@ -89,14 +81,7 @@ async def model_metadata(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelMetadata:
     """The model's inputs and outputs: encoded images in, probabilities per label out."""
-    card = backend.models.get(name, version).card
-    return ModelMetadata(
-        name=card.name,
-        versions=[model.card.version for model in backend.models.served()[card.name]],
-        platform=PLATFORM,
-        inputs=[TensorMetadata(name=IMAGE_FIELD, datatype="BYTES", shape=[-1])],
-        outputs=[TensorMetadata(name=_output(card), datatype="FP32", shape=[-1, len(card.labels)])],
-    )
+    return operations.model_metadata(backend, name, version)
 
 
 @router.get("/models/{name}/config", response_model=ModelConfig, dependencies=[INFER])
@@ -107,15 +92,7 @@ async def model_config(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelConfig:
     """The same in the shape of Triton's model configuration."""
-    card = backend.models.get(name, version).card
-    return ModelConfig(
-        name=card.name,
-        platform=PLATFORM,
-        input=[ConfigTensor(name=IMAGE_FIELD, data_type="TYPE_STRING", dims=[-1])],
-        output=[
-            ConfigTensor(name=_output(card), data_type="TYPE_FP32", dims=[-1, len(card.labels)])
-        ],
-    )
+    return operations.model_config(backend, name, version)
 
 
 @router.get("/models/{name}/ready", response_model=ModelReady, dependencies=[INFER])
@@ -147,23 +124,15 @@ async def infer(
 ) -> Response:
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
-    pipeline = backend.pipeline
     with backend.models.lease(name, version) as model:
         card = model.card
         decoded = await codec.read_request(request, backend.settings.max_upload_bytes)
-        images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
-        wanted = codec.requested_outputs(decoded.request, [_output(card)], labels=len(card.labels))
-        result = await pipeline.classify(
-            model,
-            images,
-            endpoint="v2_infer",
-            where=lambda i: f"image {i} of input {IMAGE_FIELD!r}",
-        )
+        outputs = await operations.infer(backend, model, decoded, endpoint="v2_infer")
     encoded = codec.encode_response(
         model_name=card.name,
         model_version=card.version,
         request_id=decoded.request.id,
-        outputs=codec.probability_outputs(result.probabilities, card.labels, wanted),
+        outputs=outputs,
     )
     return Response(encoded.body, headers=encoded.headers | {MODEL_HEADER: card.tag})
 
@@ -172,32 +141,15 @@ async def infer(
 async def repository_index(request: Request, backend: CurrentBackend) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
     query = _parse(RepositoryIndexRequest, await _small_body(request))
-    states = backend.controller.status().models
-    index = []
-    for name, stored_version in await asyncio.to_thread(backend.store.stored):
-        state = states.get(name, {}).get(stored_version)
-        if state is None:
-            entry = RepositoryModel(
-                name=name, version=stored_version, state=UNAVAILABLE, reason="unloaded"
-            )
-        else:
-            entry = RepositoryModel(
-                name=name, version=stored_version, state=state.state, reason=state.reason
-            )
-        if entry.state == READY or not query.ready:
-            index.append(entry)
-    return index
+    return await operations.repository_index(backend, ready_only=query.ready)
 
 
 @router.post("/repository/models/{tag}/load", response_model=RepositoryModel, dependencies=[ADMIN])
 async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker; it
     becomes the model's default version. Versions loaded before stay loaded."""
-    options = await _repository_request(request)
-    name, wanted = _split_tag(tag, options)
-    name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
-    await backend.controller.load(name, version, backend.settings.model_load_timeout_s)
-    return RepositoryModel(name=name, version=version, state=READY)
+    options = _parse(RepositoryRequest, await _small_body(request))
+    return await operations.load(backend, tag, options.parameters)
 
 
 @router.post(
@@ -206,10 +158,8 @@ async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> Rep
 async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
     """Unload one version (``name:version`` or ``parameters.version``) or every version of a
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
-    options = await _repository_request(request)
-    name, wanted = _split_tag(tag, options)
-    await backend.controller.unload(name, wanted, backend.settings.model_load_timeout_s)
-    return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
+    options = _parse(RepositoryRequest, await _small_body(request))
+    return await operations.unload(backend, tag, options.parameters)
 
 
 @router.api_route(
@@ -217,14 +167,6 @@ async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> R
 )
 async def not_found(path: str) -> None:
     raise UnknownEndpoint(f"/v2/{path} is not an endpoint of the Open Inference Protocol")
-
-
-def _output(card: ModelCard) -> str:
-    return card.preprocessing.output_name
-
-
-def _image_position(position: int) -> str:
-    return f"image {position} of input {IMAGE_FIELD!r}"
 
 
 def _parse(schema: type[Message], body: bytes) -> Message:
@@ -237,35 +179,3 @@ def _parse(schema: type[Message], body: bytes) -> Message:
 
 async def _small_body(request: Request) -> bytes:
     return await read_body(request, FORM_OVERHEAD_BYTES)
-
-
-async def _repository_request(request: Request) -> RepositoryRequest:
-    options = _parse(RepositoryRequest, await _small_body(request))
-    unsupported = sorted(
-        key for key in options.parameters if key == "config" or key.startswith("file:")
-    )
-    if unsupported:
-        raise InvalidParameter(
-            f"Argos loads models from its BentoML store and takes no {unsupported}; choose a "
-            "version with parameters.version or a tag name:version in the path"
-        )
-    return options
-
-
-def _split_tag(tag: str, options: RepositoryRequest) -> tuple[str, str | None]:
-    name, _, in_path = tag.partition(":")
-    given = options.parameters.get("version")
-    if given is not None and not isinstance(given, str):
-        raise InvalidParameter(f"parameters.version must be a string, got {given!r}")
-    if in_path and given and in_path != given:
-        raise InvalidParameter(
-            f"the path asks for version {in_path!r}, parameters.version {given!r}"
-        )
-    return name, in_path or given or None
-
-
-def _argos_version() -> str:
-    try:
-        return metadata.version("argos")
-    except metadata.PackageNotFoundError:
-        return "unknown"

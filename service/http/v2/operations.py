@@ -1,0 +1,142 @@
+"""What the protocol's calls answer, whichever transport carries them: the REST routes of
+:mod:`service.http.v2.routes` and the gRPC servicer of :mod:`service.grpc` both call here,
+so a model's metadata, the repository index and model control are written once."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import metadata
+from typing import Any
+
+from service.card import ModelCard
+from service.errors import InvalidParameter
+from service.http.backend import Backend
+from service.http.uploads import IMAGE_FIELD
+from service.http.v2 import codec
+from service.http.v2.schemas import (
+    ConfigTensor,
+    ModelConfig,
+    ModelMetadata,
+    RepositoryModel,
+    ServerMetadata,
+    TensorMetadata,
+)
+from service.inference.model import ServedModel
+from service.repository.control import READY, UNAVAILABLE
+
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
+PLATFORM = "onnxruntime_onnx"
+
+
+def server_metadata() -> ServerMetadata:
+    """The server's name, version and protocol extensions."""
+    return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
+
+
+def model_metadata(backend: Backend, name: str, version: str | None) -> ModelMetadata:
+    """The model's inputs and outputs: encoded images in, probabilities per label out."""
+    card = backend.models.get(name, version).card
+    return ModelMetadata(
+        name=card.name,
+        versions=[model.card.version for model in backend.models.served()[card.name]],
+        platform=PLATFORM,
+        inputs=[TensorMetadata(name=IMAGE_FIELD, datatype="BYTES", shape=[-1])],
+        outputs=[
+            TensorMetadata(name=output_name(card), datatype="FP32", shape=[-1, len(card.labels)])
+        ],
+    )
+
+
+def model_config(backend: Backend, name: str, version: str | None) -> ModelConfig:
+    """The same in the shape of Triton's model configuration."""
+    card = backend.models.get(name, version).card
+    return ModelConfig(
+        name=card.name,
+        platform=PLATFORM,
+        input=[ConfigTensor(name=IMAGE_FIELD, data_type="TYPE_STRING", dims=[-1])],
+        output=[
+            ConfigTensor(name=output_name(card), data_type="TYPE_FP32", dims=[-1, len(card.labels)])
+        ],
+    )
+
+
+async def repository_index(backend: Backend, *, ready_only: bool) -> list[RepositoryModel]:
+    """Every model version in the store, and whether this server serves it."""
+    states = backend.controller.status().models
+    index = []
+    for name, stored_version in await asyncio.to_thread(backend.store.stored):
+        state = states.get(name, {}).get(stored_version)
+        if state is None:
+            entry = RepositoryModel(
+                name=name, version=stored_version, state=UNAVAILABLE, reason="unloaded"
+            )
+        else:
+            entry = RepositoryModel(
+                name=name, version=stored_version, state=state.state, reason=state.reason
+            )
+        if entry.state == READY or not ready_only:
+            index.append(entry)
+    return index
+
+
+async def load(backend: Backend, tag: str, parameters: dict[str, Any]) -> RepositoryModel:
+    """Load a model version from the store (default: its latest) on every worker."""
+    name, wanted = _split_tag(tag, _checked(parameters))
+    name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
+    await backend.controller.load(name, version, backend.settings.model_load_timeout_s)
+    return RepositoryModel(name=name, version=version, state=READY)
+
+
+async def unload(backend: Backend, tag: str, parameters: dict[str, Any]) -> RepositoryModel:
+    """Unload one version or every version of a model, on every worker."""
+    name, wanted = _split_tag(tag, _checked(parameters))
+    await backend.controller.unload(name, wanted, backend.settings.model_load_timeout_s)
+    return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
+
+
+async def infer(
+    backend: Backend, model: ServedModel, decoded: codec.DecodedRequest, *, endpoint: str
+) -> list[codec.OutputTensor]:
+    """Classify the ``BYTES`` ``[N]`` input of encoded images of a decoded request through
+    the worker's one inference path, and return the outputs it asks for."""
+    card = model.card
+    pipeline = backend.pipeline
+    images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
+    wanted = codec.requested_outputs(decoded.request, [output_name(card)], labels=len(card.labels))
+    result = await pipeline.classify(
+        model, images, endpoint=endpoint, where=lambda i: f"image {i} of input {IMAGE_FIELD!r}"
+    )
+    return codec.probability_outputs(result.probabilities, card.labels, wanted)
+
+
+def output_name(card: ModelCard) -> str:
+    return card.preprocessing.output_name
+
+
+def _checked(parameters: dict[str, Any]) -> dict[str, Any]:
+    unsupported = sorted(key for key in parameters if key == "config" or key.startswith("file:"))
+    if unsupported:
+        raise InvalidParameter(
+            f"Argos loads models from its BentoML store and takes no {unsupported}; choose a "
+            "version with parameters.version or a tag name:version in the path"
+        )
+    return parameters
+
+
+def _split_tag(tag: str, parameters: dict[str, Any]) -> tuple[str, str | None]:
+    name, _, in_path = tag.partition(":")
+    given = parameters.get("version")
+    if given is not None and not isinstance(given, str):
+        raise InvalidParameter(f"parameters.version must be a string, got {given!r}")
+    if in_path and given and in_path != given:
+        raise InvalidParameter(
+            f"the path asks for version {in_path!r}, parameters.version {given!r}"
+        )
+    return name, in_path or given or None
+
+
+def _argos_version() -> str:
+    try:
+        return metadata.version("argos")
+    except metadata.PackageNotFoundError:
+        return "unknown"
