@@ -4,9 +4,12 @@ Each worker process owns its model's onnxruntime sessions and a runner thread th
 concurrent requests (:mod:`service.inference`); the HTTP API (:mod:`service.http.app`) runs on
 the worker's event loop and calls the runner in-process.
 
+With ``ARGOS_GRPC_PORT`` set, each worker also serves the Open Inference Protocol over gRPC
+(:mod:`service.grpc`) on its event loop, on the same backend.
+
 On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503 and
-``Retry-After`` at once, everything already accepted is answered, and work still queued
-when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
+``Retry-After`` at once, the gRPC server stops accepting calls, everything already accepted
+is answered, and work still queued when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TypeVar
 import bentoml
 
 from service import supervision
+from service.grpc.server import GRPCServer
 from service.http.app import create_app
 from service.http.backend import Backend
 from service.http.readiness import ReadinessReasons
@@ -105,6 +109,7 @@ class Argos:
         self.backend = Backend(settings, store, controller, tuple(models))
         app.state.backend = self.backend
         _warn_if_exposed_without_keys(app.state.access.keys)
+        self.grpc: GRPCServer | None = None
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).
@@ -118,6 +123,16 @@ class Argos:
         supervision.record_server()
         share_with_workers(settings.control_dir)
 
+    @bentoml.on_startup
+    async def serve_grpc(self) -> None:
+        """On the worker's event loop: the gRPC inference service, when a port is set."""
+        if settings.grpc_port is None:
+            return
+        self.grpc = GRPCServer(
+            self.backend, app.state.access, settings.grpc_host, settings.grpc_port
+        )
+        await self.grpc.start()
+
     def __is_ready__(self) -> bool:
         return self.backend.is_ready()
 
@@ -126,6 +141,8 @@ class Argos:
         if self.backend.admission.draining:
             return
         self.backend.admission.draining = True
+        if self.grpc is not None:
+            self.grpc.drain()
         logger.info("draining: %d requests held", self.backend.admission.inflight)
         deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True
@@ -137,8 +154,11 @@ class Argos:
                 model.runner.abort("the server's drain time ran out")
 
     @bentoml.on_shutdown
-    def close(self) -> None:
-        """After the last connection closed: stop the runner threads."""
+    async def close(self) -> None:
+        """After the last HTTP connection closed and the last accepted gRPC call ended:
+        stop the runner threads."""
+        if self.grpc is not None:
+            await self.grpc.stop()
         self.backend.controller.stop()
 
 

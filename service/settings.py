@@ -199,6 +199,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    # The Open Inference Protocol over gRPC (service/grpc; README "gRPC").
+    grpc_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="port of the gRPC inference service (inference.GRPCInferenceService), "
+        "bound by every worker; unset: no gRPC",
+    )
+    grpc_host: str = Field("0.0.0.0", description="address the gRPC inference service listens on")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
