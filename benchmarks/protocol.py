@@ -1,10 +1,11 @@
 """One image costs the same through ``POST /classify`` and the Open Inference Protocol.
 
-Starts a real server, then sends the same photo through ``/classify`` (the raw JPEG) and
-``/v2/models/NAME/infer`` in Triton's binary tensor form (what ``tritonclient`` sends by
-default) and in the JSON form (base64), one request at a time, in interleaved rounds so that
-drift hits every path alike. Prints the server's CPU time per request (all its processes; the
-median over blocks) and each path's ratio to ``/classify``.
+Starts a real server with its gRPC port, then sends the same photo through ``/classify``
+(the raw JPEG), ``/v2/models/NAME/infer`` in Triton's binary tensor form (what
+``tritonclient`` sends by default) and in the JSON form (base64), and gRPC ``ModelInfer``
+(``tritonclient.grpc``), one request at a time, in interleaved rounds so that drift hits
+every path alike. Prints the server's CPU time per request (all its processes; the median
+over blocks) and each path's ratio to ``/classify``.
 
     python -m benchmarks.protocol [--image PHOTO] [--requests 1440] [--env ARGOS_WORKERS=1]
 """
@@ -18,28 +19,40 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from benchmarks.report import table
 from benchmarks.server import Server, serve
-from harness.local_server import shared_dir
+from harness.local_server import free_port, shared_dir
 from service.http.uploads import IMAGE_FIELD
 from service.settings import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
 class Way:
-    """One way of sending the photo: where to, the body and its headers."""
+    """One way of sending the photo: over HTTP, where to, the body and its headers."""
 
     label: str
     path: str
     body: bytes
     headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One way of sending the photo that a client library makes: ``send()`` is True on
+    success."""
+
+    label: str
+    send: Callable[[], bool]
 
 
 @dataclass
@@ -81,6 +94,26 @@ def ways_to_send(image: bytes, model: str) -> list[Way]:
     ]
 
 
+def grpc_calls(image: bytes, model: str, url: str) -> list[Call]:
+    """The photo through ``tritonclient.grpc``: all probabilities back, and the top 5."""
+    client = triton_grpc.InferenceServerClient(url)
+    tensor = triton_grpc.InferInput(IMAGE_FIELD, [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([image], dtype=np.object_))
+    top_5 = [triton_grpc.InferRequestedOutput("probabilities", class_count=5)]
+
+    def infer(outputs: list[triton_grpc.InferRequestedOutput] | None) -> bool:
+        try:
+            client.infer(model, [tensor], outputs=outputs, client_timeout=60)
+        except InferenceServerException:
+            return False
+        return True
+
+    return [
+        Call("gRPC, probabilities", lambda: infer(None)),
+        Call("gRPC, top 5", lambda: infer(top_5)),
+    ]
+
+
 def _binary_body(
     image: bytes, outputs: list[triton.InferRequestedOutput] | None
 ) -> tuple[bytes, dict[str, str]]:
@@ -93,7 +126,9 @@ def _binary_body(
     return body, {"Inference-Header-Content-Length": str(header_length)}
 
 
-def measure(server: Server, ways: list[Way], *, requests: int, rounds: int) -> dict[str, Tally]:
+def measure(
+    server: Server, ways: list[Way | Call], *, requests: int, rounds: int
+) -> dict[str, Tally]:
     """Send ``requests`` per path, one at a time, in ``rounds`` interleaved blocks; the
     order of the paths rotates from round to round, so that each takes each place."""
     tallies = {way.label: Tally() for way in ways}
@@ -105,7 +140,7 @@ def measure(server: Server, ways: list[Way], *, requests: int, rounds: int) -> d
             tally = tallies[way.label]
             for _ in range(per_round):
                 started = time.perf_counter()
-                ok = _post(connection, way)
+                ok = way.send() if isinstance(way, Call) else _post(connection, way)
                 tally.latencies_ms.append(1000 * (time.perf_counter() - started))
                 tally.requests += ok
                 tally.errors += not ok
@@ -144,9 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="requests per path first")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    env = dict(pair.split("=", 1) for pair in args.env)
-    ways = ways_to_send(args.image.read_bytes(), args.model)
+    grpc_port = free_port()
+    env = {"ARGOS_GRPC_PORT": str(grpc_port), "ARGOS_GRPC_HOST": "127.0.0.1"}
+    env |= dict(pair.split("=", 1) for pair in args.env)
+    image = args.image.read_bytes()
     with serve(env) as server:
+        ways = [
+            *ways_to_send(image, args.model),
+            *grpc_calls(image, args.model, f"127.0.0.1:{grpc_port}"),
+        ]
         measure(server, ways, requests=args.warmup, rounds=1)
         tallies = measure(server, ways, requests=args.requests, rounds=args.rounds)
     print(f"{args.image.name} ({args.image.stat().st_size:,} bytes), model {args.model}")
