@@ -136,6 +136,9 @@ def measure(
     per_round = max(1, requests // rounds)
     for round_ in range(rounds):
         for way in ways[round_ % len(ways) :] + ways[: round_ % len(ways)]:
+            # A new connection per block: the server closes one idle past its keep-alive
+            # timeout (5 s) while the gRPC blocks run.
+            connection.close()
             before = _server_cpu_s(server)
             tally = tallies[way.label]
             for _ in range(per_round):

@@ -52,19 +52,19 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.backend = backend
         self.access = access
 
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:  # noqa: N802
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:  # noqa: N802
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:
         return pb.ServerReadyResponse(ready=self.backend.is_ready())
 
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:  # noqa: N802
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
         async def answer() -> pb.ServerMetadataResponse:
             return _message(operations.server_metadata(), pb.ServerMetadataResponse())
 
         return await self._call(context, "ServerMetadata", Scope.INFER, answer)
 
-    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:  # noqa: N802
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
         async def answer() -> pb.ModelReadyResponse:
             try:
                 self.backend.models.get(request.name, request.version or None)
@@ -74,21 +74,21 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         return await self._call(context, "ModelReady", Scope.INFER, answer)
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:  # noqa: N802
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
         async def answer() -> pb.ModelMetadataResponse:
             found = operations.model_metadata(self.backend, request.name, request.version or None)
             return _message(found, pb.ModelMetadataResponse())
 
         return await self._call(context, "ModelMetadata", Scope.INFER, answer)
 
-    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:  # noqa: N802
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
         async def answer() -> pb.ModelConfigResponse:
             found = operations.model_config(self.backend, request.name, request.version or None)
             return pb.ModelConfigResponse(config=_message(found, model_config_pb2.ModelConfig()))
 
         return await self._call(context, "ModelConfig", Scope.INFER, answer)
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:  # noqa: N802
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
         async def answer() -> pb.ModelInferResponse:
             backend = self.backend
             with backend.models.lease(request.model_name, request.model_version or None) as model:
@@ -98,7 +98,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         return await self._call(context, "ModelInfer", Scope.INFER, answer)
 
-    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:  # noqa: N802
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
         async def answer() -> pb.RepositoryIndexResponse:
             index = await operations.repository_index(self.backend, ready_only=request.ready)
             return pb.RepositoryIndexResponse(
@@ -115,7 +115,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         return await self._call(context, "RepositoryIndex", Scope.ADMIN, answer)
 
-    async def RepositoryModelLoad(  # noqa: N802
+    async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> Any:
         async def answer() -> pb.RepositoryModelLoadResponse:
@@ -125,7 +125,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         return await self._call(context, "RepositoryModelLoad", Scope.ADMIN, answer)
 
-    async def RepositoryModelUnload(  # noqa: N802
+    async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> Any:
         async def answer() -> pb.RepositoryModelUnloadResponse:

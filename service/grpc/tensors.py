@@ -24,7 +24,7 @@ from service.http.v2.schemas import InferenceRequest
 class Parameter(Protocol):
     """An ``InferParameter`` or a ``ModelRepositoryParameter``: a oneof of scalar values."""
 
-    def WhichOneof(self, name: str) -> str | None: ...  # noqa: N802 (protobuf's name)
+    def WhichOneof(self, name: str) -> str | None: ...
 
 
 def parameter_values(parameters: Mapping[str, Parameter]) -> dict[str, Any]:
