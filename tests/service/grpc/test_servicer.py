@@ -10,11 +10,13 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from google.protobuf.message_factory import GetMessageClass
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.utils import InferenceServerException
 
 from service.grpc.errors import RETRY_AFTER
 from service.grpc.server import GRPCServer
+from service.grpc.servicer import UNIMPLEMENTED
 from service.http.v2.codec import classification_strings
 from tests.service.grpc.conftest import INFER_KEY, Endpoint, MakeEndpoint
 from tests.service.http.conftest import ADMIN_KEY, MakeClient
@@ -293,3 +295,27 @@ def test_workers_share_the_port(make_endpoint: MakeEndpoint) -> None:
         assert again.port == first.server.port  # SO_REUSEPORT: both bound
     finally:
         first.on_loop(again.stop).result(timeout=10)
+
+
+def test_every_rpc_is_public_keyed_or_unimplemented(endpoint: Endpoint) -> None:
+    """Each RPC of the service, called with an empty request and no key."""
+    channel = grpc.insecure_channel(endpoint.url)
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    seen = {}
+    for method in service.methods:
+        if method.client_streaming or method.server_streaming:
+            continue
+        call = channel.unary_unary(
+            f"/{service.full_name}/{method.name}",
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=GetMessageClass(method.output_type).FromString,
+        )
+        try:
+            call(GetMessageClass(method.input_type)(), timeout=TIMEOUT_S)
+            seen[method.name] = grpc.StatusCode.OK
+        except grpc.RpcError as error:
+            seen[method.name] = error.code()
+    expected = {name: grpc.StatusCode.UNAUTHENTICATED for name in seen}
+    expected |= {"ServerLive": grpc.StatusCode.OK, "ServerReady": grpc.StatusCode.OK}
+    expected |= {name: grpc.StatusCode.UNIMPLEMENTED for name in UNIMPLEMENTED if name in seen}
+    assert seen == expected
