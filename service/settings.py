@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         "may write to it without the sticky bit; default: the temporary folder",
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, le=512 * 1024 * 1024)
+    max_buffered_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="bytes of request bodies a worker holds at once (read, or being read, and "
+        "not yet answered); more are refused with 503 and Retry-After",
+    )
     max_image_pixels: int = Field(
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
     )
