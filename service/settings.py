@@ -10,10 +10,12 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.inference.sessions import gpu_count
+from service.devices import gpu_count
 from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
 
 DEFAULT_MODEL = "imagenet-mobilenetv2"
+Keys = Annotated[list[str], NoDecode]
+ADMISSION_SHARE_OF_QUEUE_TIMEOUT = 0.8
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
         "may write to it without the sticky bit; default: the temporary folder",
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, le=512 * 1024 * 1024)
+    max_buffered_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="bytes of request bodies a worker holds at once (read, or being read, and "
+        "not yet answered); more are refused with 503 and Retry-After",
+    )
     max_image_pixels: int = Field(
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
     )
@@ -72,11 +80,12 @@ class Settings(BaseSettings):
         "0: never wait; -1: 0 on CPU, 2000 on GPU",
     )
     max_inflight: int = Field(
-        16,
+        64,
         ge=1,
         le=100_000,
-        description="inference requests a worker holds at once (reading, preprocessing, "
-        "queued, running); more are refused with 503 and Retry-After",
+        description="images (or detection requests) a worker holds at once once their bodies "
+        "are read (preprocessing, queued, running), a hard cap beside the admission budget; "
+        "more are refused with 503 and Retry-After",
     )
     queue_timeout_ms: int = Field(
         1000,
@@ -105,27 +114,13 @@ class Settings(BaseSettings):
         description="largest window count per request (about 5 s of exact mode on one core)",
     )
 
-    # Who may call what (service/keys.py; README "Security").
-    infer_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="keys of the infer scope, comma-separated; with none here nor in "
-        "ARGOS_INFER_KEYS_FILE, inference is open to anyone who reaches the port",
-        repr=False,
-    )
-    infer_keys_file: Path | None = Field(
-        None,
-        description="file of infer keys, one a line, read again when it changes; once set, "
-        "inference needs a key even while the file is missing or empty",
-    )
-    admin_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="keys of the admin scope (model control), comma-separated; with none "
-        "here nor in ARGOS_ADMIN_KEYS_FILE, model control is off",
-        repr=False,
-    )
-    admin_keys_file: Path | None = Field(
-        None, description="file of admin keys, one a line, read again when it changes"
-    )
+    # Who may call what (service/keys.py; README "Security"): keys comma-separated, or in a
+    # file of one key a line read again when it changes. No infer keys: inference is open;
+    # no admin keys: model control is off. A scope with a key file set is never open.
+    infer_keys: Keys = Field(default_factory=list, description="infer-scope keys", repr=False)
+    infer_keys_file: Path | None = Field(None, description="file of infer-scope keys")
+    admin_keys: Keys = Field(default_factory=list, description="admin-scope keys", repr=False)
+    admin_keys_file: Path | None = Field(None, description="file of admin-scope keys")
     api_key_header: str = Field(
         "X-API-Key",
         description="header that may carry the key instead of Authorization: Bearer; empty: "
@@ -169,6 +164,12 @@ class Settings(BaseSettings):
         if self.inference_threads:
             return self.inference_threads
         return max(1, len(os.sched_getaffinity(0)) // self.worker_count)
+
+    @property
+    def admission_budget_s(self) -> float:
+        """Expected runner seconds of work a worker admits: most of the queue timeout, the
+        rest left for preprocessing, so that what is admitted is run in time."""
+        return ADMISSION_SHARE_OF_QUEUE_TIMEOUT * self.queue_timeout_ms / 1000
 
     @property
     def batch_size(self) -> int:

@@ -1,6 +1,6 @@
-"""Sliding-window detection: windows → per-window class scores → merged boxes.
+"""Planning a detection: which windows, at which scale, and the inputs each needs.
 
-Two ways to score windows, one result format:
+The windows are scored in one of two ways (:mod:`service.detection.scoring`):
 
 - ``exact``: every window is cropped and preprocessed like a ``/classify`` upload and goes
   through the full classifier (in fixed-size chunks);
@@ -26,7 +26,8 @@ from service.preprocessing import center_crop_box, resize_to_input
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """One window size: its windows, and for dense mode the scaled image and cells."""
+    """One window size: its windows, and the factor that scales the image so that one of
+    them becomes one model input (dense mode)."""
 
     boxes: np.ndarray
     factor: float  # scaled-image pixels per original pixel
@@ -97,3 +98,15 @@ def input_regions(boxes: np.ndarray, factor: float, spec: Preprocessing) -> np.n
     if spec.resize == "center_crop":
         boxes = np.array([center_crop_box(tuple(map(float, box)), spec) for box in boxes])
     return np.asarray(boxes, dtype=np.float64) * factor
+
+
+def work_in_images(
+    scales: list[Scale], width: int, height: int, mode: str, spec: Preprocessing
+) -> float:
+    """A detection's inference work on a ``width`` x ``height`` image, in model inputs'
+    worth of backbone: one per window in exact mode; in dense mode each scaled image's area
+    over one input's (the head's work is small beside it)."""
+    if mode == "exact":
+        return float(sum(len(scale.boxes) for scale in scales))
+    scaled_area = sum(width * height * scale.factor**2 for scale in scales)
+    return scaled_area / (spec.width * spec.height)

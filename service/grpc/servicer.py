@@ -20,7 +20,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from service import metrics
-from service.card import TAG_PATTERN
+from service.card import TAG_PATTERN, ModelCard
 from service.errors import ArgosError, InvalidParameter, UnknownModel
 from service.grpc import errors, tensors
 from service.http.auth import Access, Refusal
@@ -76,14 +76,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
         async def answer() -> pb.ModelMetadataResponse:
-            found = operations.model_metadata(self.backend, request.name, request.version or None)
+            found = operations.model_metadata(self.backend, self._card(request))
             return _message(found, pb.ModelMetadataResponse())
 
         return await self._call(context, "ModelMetadata", Scope.INFER, answer)
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
         async def answer() -> pb.ModelConfigResponse:
-            found = operations.model_config(self.backend, request.name, request.version or None)
+            found = operations.model_config(self._card(request))
             return pb.ModelConfigResponse(config=_message(found, model_config_pb2.ModelConfig()))
 
         return await self._call(context, "ModelConfig", Scope.INFER, answer)
@@ -91,7 +91,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
         async def answer() -> pb.ModelInferResponse:
             backend = self.backend
-            with backend.models.lease(request.model_name, request.model_version or None) as model:
+            with (
+                backend.uploads.lease() as uploads,
+                backend.models.lease(request.model_name, request.model_version or None) as model,
+            ):
+                # The message is in memory already: it counts against the bytes of uploads
+                # a worker holds, as an HTTP body does.
+                uploads.take(request.ByteSize())
                 decoded = tensors.decoded_request(request)
                 outputs = await operations.infer(backend, model, decoded, endpoint="grpc_infer")
             return tensors.infer_response(model.card, request.id, outputs)
@@ -134,6 +140,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             return pb.RepositoryModelUnloadResponse()
 
         return await self._call(context, "RepositoryModelUnload", Scope.ADMIN, answer)
+
+    def _card(self, request: pb.ModelMetadataRequest | pb.ModelConfigRequest) -> ModelCard:
+        """The card of a loaded model version (default: the name's default), else a 404."""
+        return self.backend.models.get(request.name, request.version or None).card
 
     async def _call(
         self, context: Context, method: str, scope: Scope, answer: Callable[[], Awaitable[T]]

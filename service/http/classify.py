@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Request
 from service.card import ModelCard
 from service.errors import InvalidParameter
 from service.http.auth import INFER
-from service.http.backend import CurrentBackend, LeasedModel
+from service.http.backend import CurrentBackend, LeasedModel, Uploads
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
-from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
+from service.http.schemas import ClassifyResponse, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 
@@ -30,6 +30,7 @@ async def classify(
     request: Request,
     backend: CurrentBackend,
     model: LeasedModel,
+    uploads: Uploads,
     top_k_: Annotated[
         int | None,
         Query(
@@ -46,16 +47,13 @@ async def classify(
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
-    data = await read_image_upload(request, backend.settings.max_upload_bytes)
+    data = await read_image_upload(request, backend.settings.max_upload_bytes, uploads)
     result = await backend.pipeline.classify(model, [data], endpoint="classify")
     probabilities, times = result.probabilities[0], result.times
-    predictions = top_k(probabilities, card.labels, top_k_)
     return ClassifyResponse(
         model=ModelRef(name=card.name, version=card.version),
-        predictions=[LabelScore(label=p.label, index=p.index, score=p.score) for p in predictions],
-        groups=[GroupScore(name=g.name, score=g.score) for g in group_scores(probabilities, card)]
-        if groups
-        else None,
+        predictions=top_k(probabilities, card.labels, top_k_),
+        groups=group_scores(probabilities, card) if groups else None,
         timing_ms=Timing(
             preprocess=ms(times.preprocess_s),
             inference=ms(times.inference_s),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
+from service.devices import gpu_count
 from service.inference.batcher import Scheduler
 from service.inference.runner import Runner
-from service.inference.sessions import OnnxModel, gpu_count
+from service.inference.sessions import OnnxModel
 from service.settings import Settings
 
 logger = logging.getLogger("argos.model")
@@ -30,6 +32,9 @@ class DenseGraphs:
 
 @dataclass
 class ServedModel:
+    """One model version's whole life in a worker: :meth:`load` (verify, open its sessions,
+    start its runner, warm up), serve (:meth:`classify`, :meth:`run_job`), :meth:`close`."""
+
     card: ModelCard
     classifier: OnnxModel
     dense: DenseGraphs | None
@@ -84,11 +89,14 @@ class ServedModel:
 
     def warm_up(self, max_batch_size: int) -> None:
         """Run the batch sizes the runner will use (powers of two and the largest), so that
-        onnxruntime's memory arena is sized and its kernels chosen before the first request."""
+        onnxruntime's memory arena is sized and its kernels chosen before the first request;
+        the last one, timed, gives admission its first cost per image."""
         spec = self.card.preprocessing
         sizes = {1 << i for i in range(max_batch_size.bit_length())} | {max_batch_size}
         for size in sorted(sizes):
+            started = time.perf_counter()
             self.classifier.run(np.zeros((size, spec.height, spec.width, 3), dtype=np.uint8))
+        self.runner.observe_batch(size, time.perf_counter() - started)
 
     async def classify(self, pixels: np.ndarray) -> np.ndarray:
         """One (H, W, 3) uint8 input → its (labels,) probabilities."""
@@ -97,3 +105,8 @@ class ServedModel:
     async def run_job(self, steps: Iterator[Any]) -> Any:
         """A detection job, a bounded step per turn between classification batches."""
         return await self.runner.run_job(steps)
+
+    def close(self, timeout_s: float) -> None:
+        """Refuse new work, let queued work finish (up to ``timeout_s``), stop the runner."""
+        self.runner.close()
+        self.runner.join(timeout_s)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType
-from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
+from service.http.uploads import FORM_OVERHEAD_BYTES, UploadLease, read_body
 from service.http.v2.errors import InvalidTensor, describe
 from service.http.v2.schemas import (
     InferenceRequest,
@@ -85,12 +85,16 @@ class EncodedResponse:
         return {"Content-Type": BINARY_MEDIA_TYPE, INFERENCE_HEADER: str(self.header_length)}
 
 
-async def read_request(request: Request, max_upload_bytes: int) -> DecodedRequest:
+async def read_request(
+    request: Request, max_upload_bytes: int, lease: UploadLease
+) -> DecodedRequest:
     """Read, inflate and split an inference request; the body may hold ``max_upload_bytes``
     of images plus the JSON object's framing."""
     max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
-    body = await read_body(request, max_body_bytes)
-    body = decompress(body, request.headers.get("content-encoding"), max_body_bytes)
+    sent = await read_body(request, max_body_bytes, lease)
+    body = decompress(sent, request.headers.get("content-encoding"), max_body_bytes)
+    if body is not sent:
+        lease.take(len(body))
     return parse_request(body, request.headers.get(INFERENCE_HEADER))
 
 

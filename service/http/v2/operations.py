@@ -33,9 +33,8 @@ def server_metadata() -> ServerMetadata:
     return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
 
 
-def model_metadata(backend: Backend, name: str, version: str | None) -> ModelMetadata:
+def model_metadata(backend: Backend, card: ModelCard) -> ModelMetadata:
     """The model's inputs and outputs: encoded images in, probabilities per label out."""
-    card = backend.models.get(name, version).card
     return ModelMetadata(
         name=card.name,
         versions=[model.card.version for model in backend.models.served()[card.name]],
@@ -47,9 +46,8 @@ def model_metadata(backend: Backend, name: str, version: str | None) -> ModelMet
     )
 
 
-def model_config(backend: Backend, name: str, version: str | None) -> ModelConfig:
+def model_config(card: ModelCard) -> ModelConfig:
     """The same in the shape of Triton's model configuration."""
-    card = backend.models.get(name, version).card
     return ModelConfig(
         name=card.name,
         platform=PLATFORM,

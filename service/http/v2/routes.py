@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN
+from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
 from service.errors import InvalidParameter
 from service.http.auth import ADMIN, INFER, PUBLIC
-from service.http.backend import MODEL_HEADER, Backend, CurrentBackend
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, Uploads
 from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
 from service.http.v2 import codec, operations
 from service.http.v2.errors import ProtocolRoute, UnknownEndpoint, describe
@@ -46,6 +46,17 @@ ModelName = Annotated[str, Path(description="a served model's name", pattern=NAM
 ModelVersion = Annotated[
     str, Path(description="one of its loaded versions", pattern=VERSION_PATTERN)
 ]
+
+
+async def loaded_card(
+    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> ModelCard:
+    """Dependency: the card of a loaded model version (default: the name's default), else
+    a 404."""
+    return backend.models.get(name, version).card
+
+
+LoadedCard = Annotated[ModelCard, Depends(loaded_card)]
 TagInPath = Annotated[
     str,
     Path(
@@ -77,34 +88,27 @@ async def server_metadata() -> ServerMetadata:
 
 @router.get("/models/{name}", response_model=ModelMetadata, dependencies=[INFER])
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, dependencies=[INFER])
-async def model_metadata(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
-) -> ModelMetadata:
+async def model_metadata(backend: CurrentBackend, card: LoadedCard) -> ModelMetadata:
     """The model's inputs and outputs: encoded images in, probabilities per label out."""
-    return operations.model_metadata(backend, name, version)
+    return operations.model_metadata(backend, card)
 
 
 @router.get("/models/{name}/config", response_model=ModelConfig, dependencies=[INFER])
 @router.get(
     "/models/{name}/versions/{version}/config", response_model=ModelConfig, dependencies=[INFER]
 )
-async def model_config(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
-) -> ModelConfig:
+async def model_config(card: LoadedCard) -> ModelConfig:
     """The same in the shape of Triton's model configuration."""
-    return operations.model_config(backend, name, version)
+    return operations.model_config(card)
 
 
 @router.get("/models/{name}/ready", response_model=ModelReady, dependencies=[INFER])
 @router.get(
     "/models/{name}/versions/{version}/ready", response_model=ModelReady, dependencies=[INFER]
 )
-async def model_ready(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
-) -> ModelReady:
+async def model_ready(card: LoadedCard) -> ModelReady:
     """200 when the model (version) is loaded; 404 when it is not."""
-    backend.models.get(name, version)
-    return ModelReady(name=name, ready=True)
+    return ModelReady(name=card.name, ready=True)
 
 
 @router.post(
@@ -120,13 +124,17 @@ async def model_ready(
     dependencies=[INFER],
 )
 async def infer(
-    request: Request, backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+    request: Request,
+    backend: CurrentBackend,
+    uploads: Uploads,
+    name: ModelName,
+    version: ModelVersion | None = None,
 ) -> Response:
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
     with backend.models.lease(name, version) as model:
         card = model.card
-        decoded = await codec.read_request(request, backend.settings.max_upload_bytes)
+        decoded = await codec.read_request(request, backend.settings.max_upload_bytes, uploads)
         outputs = await operations.infer(backend, model, decoded, endpoint="v2_infer")
     encoded = codec.encode_response(
         model_name=card.name,
@@ -138,27 +146,33 @@ async def infer(
 
 
 @router.post("/repository/index", response_model=list[RepositoryModel], dependencies=[ADMIN])
-async def repository_index(request: Request, backend: CurrentBackend) -> list[RepositoryModel]:
+async def repository_index(
+    request: Request, backend: CurrentBackend, uploads: Uploads
+) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
-    query = _parse(RepositoryIndexRequest, await _small_body(request))
+    query = _parse(RepositoryIndexRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
     return await operations.repository_index(backend, ready_only=query.ready)
 
 
 @router.post("/repository/models/{tag}/load", response_model=RepositoryModel, dependencies=[ADMIN])
-async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
+async def load(
+    request: Request, backend: CurrentBackend, uploads: Uploads, tag: TagInPath
+) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker; it
     becomes the model's default version. Versions loaded before stay loaded."""
-    options = _parse(RepositoryRequest, await _small_body(request))
+    options = _parse(RepositoryRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
     return await operations.load(backend, tag, options.parameters)
 
 
 @router.post(
     "/repository/models/{tag}/unload", response_model=RepositoryModel, dependencies=[ADMIN]
 )
-async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
+async def unload(
+    request: Request, backend: CurrentBackend, uploads: Uploads, tag: TagInPath
+) -> RepositoryModel:
     """Unload one version (``name:version`` or ``parameters.version``) or every version of a
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
-    options = _parse(RepositoryRequest, await _small_body(request))
+    options = _parse(RepositoryRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
     return await operations.unload(backend, tag, options.parameters)
 
 
@@ -175,7 +189,3 @@ def _parse(schema: type[Message], body: bytes) -> Message:
         return schema.model_validate_json(body or b"{}")
     except ValidationError as error:
         raise InvalidParameter(f"the body is not a {schema.__name__}: {describe(error)}") from None
-
-
-async def _small_body(request: Request) -> bytes:
-    return await read_body(request, FORM_OVERHEAD_BYTES)

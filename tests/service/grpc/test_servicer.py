@@ -319,3 +319,17 @@ def test_every_rpc_is_public_keyed_or_unimplemented(endpoint: Endpoint) -> None:
     expected |= {"ServerLive": grpc.StatusCode.OK, "ServerReady": grpc.StatusCode.OK}
     expected |= {name: grpc.StatusCode.UNIMPLEMENTED for name in UNIMPLEMENTED if name in seen}
     assert seen == expected
+
+
+def test_a_message_counts_against_the_upload_bytes_as_a_body_does(
+    make_endpoint: MakeEndpoint, make_client: MakeClient
+) -> None:
+    photo = png((0, 0, 0), (64, 64))
+    endpoint = make_endpoint(max_buffered_bytes=50)
+    error = failure(endpoint.stub().ModelInfer, infer_request([photo]), metadata=keyed())
+    http = make_client(max_buffered_bytes=50).post(
+        "/v2/models/colours/infer", **binary_request([photo])
+    )
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.details() == http.json()["error"]
+    assert endpoint.backend.uploads.held == 0
