@@ -108,7 +108,6 @@ class Argos:
         controller = serve_models(settings, store, control, models, worker_index - 1)
         self.backend = Backend(settings, store, controller, tuple(models))
         app.state.backend = self.backend
-        _warn_if_exposed_without_keys(app.state.access.keys)
         self.grpc: GRPCServer | None = None
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
@@ -124,14 +123,15 @@ class Argos:
         share_with_workers(settings.control_dir)
 
     @bentoml.on_startup
-    async def serve_grpc(self) -> None:
-        """On the worker's event loop: the gRPC inference service, when a port is set."""
-        if settings.grpc_port is None:
-            return
-        self.grpc = GRPCServer(
-            self.backend, app.state.access, settings.grpc_host, settings.grpc_port
-        )
-        await self.grpc.start()
+    async def listen(self) -> None:
+        """On the worker's event loop: the gRPC inference service when a port is set, then
+        the warning about open inference, which sees both listeners."""
+        if settings.grpc_port is not None:
+            self.grpc = GRPCServer(
+                self.backend, app.state.access, settings.grpc_host, settings.grpc_port
+            )
+            await self.grpc.start()
+        _warn_if_exposed_without_keys(app.state.access.keys)
 
     def __is_ready__(self) -> bool:
         return self.backend.is_ready()

@@ -4,6 +4,8 @@ A route's scope is one of the dependencies :data:`PUBLIC`, :data:`INFER` and :da
 so the app's own route table names each route's owner (:func:`route_scope`), and a route
 without one is found by the tests. Keys come as ``Authorization: Bearer <key>`` or in the
 header named by ``ARGOS_API_KEY_HEADER`` (``tritonclient``'s ``headers=`` sends either).
+:meth:`Access.authorize` is the check itself, without HTTP: the gRPC service
+(:mod:`service.grpc`) calls it with the call's metadata.
 
 Model control (``admin``) also refuses what a web page on another site could send: a
 request whose ``Origin`` is not this server's or an allowed CORS origin, or whose
