@@ -13,6 +13,11 @@ REJECTED = bentoml.metrics.Counter(
     documentation="Requests refused with a 4xx or 503, by endpoint and error code",
     labelnames=["endpoint", "error"],
 )
+FAILED = bentoml.metrics.Counter(
+    name="argos_failed_requests",
+    documentation="Requests answered 500 after an unexpected error, by endpoint",
+    labelnames=["endpoint"],
+)
 ADMITTED = bentoml.metrics.Counter(
     name="argos_admitted_requests",
     documentation="Inference requests admitted by a worker's admission control",

@@ -4,9 +4,15 @@ Each worker process owns its model's onnxruntime sessions and a runner thread th
 concurrent requests (:mod:`service.inference`); the HTTP API (:mod:`service.http.app`) runs on
 the worker's event loop and calls the runner in-process.
 
-On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503 and
-``Retry-After`` at once, everything already accepted is answered, and work still queued
-when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
+On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503,
+``Retry-After`` and ``Connection: close`` at once, everything already accepted is answered,
+and work still queued when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503. The worker
+goes on accepting connections for ``ARGOS_DRAIN_ACCEPT_S``, so that those already waiting
+in the listen backlog get that 503 rather than a reset; a connection that has not sent its
+first request yet is given the time to send it (:mod:`service.http.transport`).
+
+Connections are guarded by :mod:`service.http.transport` and BentoML's request metrics are
+labelled by route (:mod:`service.http.route_labels`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import TypeVar
 
 import bentoml
 
+from service.http import route_labels, transport
 from service.http.app import create_app
 from service.http.backend import Backend
 from service.repository.control import ControlDir
@@ -32,6 +39,8 @@ T = TypeVar("T")
 logger = logging.getLogger("argos.service")
 settings = get_settings()
 app = create_app()
+transport.install(transport.ConnectionLimits.from_settings(settings))
+route_labels.install(app.routes)
 
 
 def _log_through_bentoml() -> None:
@@ -44,15 +53,17 @@ def _log_through_bentoml() -> None:
             argos_logger.addHandler(handler)
 
 
-def _before_sigterm(callback: Callable[[], None]) -> None:
-    """Call ``callback`` when SIGTERM arrives, then the handler installed before (uvicorn's,
-    which stops accepting connections and waits for the open ones)."""
+def _before_sigterm(callback: Callable[[], None], delay_s: float) -> None:
+    """Call ``callback`` when SIGTERM arrives, and ``delay_s`` later the handler installed
+    before (uvicorn's, which stops accepting connections and waits for the open ones)."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def handle(signum: int, frame: FrameType | None) -> None:
         callback()
         if callable(previous):
-            previous(signum, frame)
+            later = threading.Timer(delay_s, previous, (signum, frame))
+            later.daemon = True
+            later.start()
 
     signal.signal(signal.SIGTERM, handle)
 
@@ -89,7 +100,7 @@ class Argos:
         controller = serve_models(settings, store, control, models, worker_index - 1)
         self.backend = Backend(settings, store, controller)
         app.state.backend = self.backend
-        _before_sigterm(self.drain)
+        _before_sigterm(self.drain, settings.drain_accept_s)
         # Everything allocated so far lives as long as the worker: move it out of the
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).
         gc.collect()

@@ -25,7 +25,11 @@ _HOW_TO_SEND = (
 async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     """The uploaded image's bytes; raises an :class:`ArgosError` saying what was wrong."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_bytes + FORM_OVERHEAD_BYTES
+    ):
         raise PayloadTooLarge(_too_large(int(declared), max_bytes))
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +41,11 @@ INFERENCE_HEADER = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
 JSON_MEDIA_TYPE = "application/json"
 
+MAX_JSON_VALUES_BESIDES_IMAGES = 1024
+"""Arrays, objects and elements a request's JSON object may hold besides its images: names,
+shapes, parameters, outputs. A body with more cannot be a valid request, and is refused
+before it is parsed: parsed, each would cost tens of bytes for one or two of the body."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _LENGTH = struct.Struct("<I")
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -106,9 +112,12 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     return data
 
 
-def parse_request(body: bytes, header_length: str | None) -> DecodedRequest:
-    """Split a request body into its JSON object and each input's binary data."""
+def parse_request(body: bytes, header_length: str | None, *, max_images: int) -> DecodedRequest:
+    """Split a request body into its JSON object and each input's binary data.
+
+    CPU-bound for large bodies: call it off the event loop."""
     json_part, binary_part = _split(body, header_length)
+    _check_value_count(json_part, max_images + MAX_JSON_VALUES_BESIDES_IMAGES)
     try:
         request = InferenceRequest.model_validate_json(json_part)
     except ValidationError as error:
@@ -297,12 +306,32 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
     value = header_length.strip()
-    if not value.isdigit() or not 0 < int(value) <= len(body):
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= len(body):
         raise InvalidTensor(
             f"{INFERENCE_HEADER} must be the length of the JSON object, between 1 and the "
             f"body's {len(body):,} bytes; got {header_length!r}"
         )
     return body[: int(value)], body[int(value) :]
+
+
+def _check_value_count(json_part: bytes, limit: int) -> None:
+    """Refuse a JSON object with more than ``limit`` values, before parsing it.
+
+    Commas and brackets bound the values; they are counted at C speed, and only when there
+    are too many are those inside strings told apart."""
+    if _structure_count(json_part) <= limit:
+        return
+    outside_strings = _JSON_STRING.sub(b'""', json_part)
+    if _structure_count(outside_strings) > limit:
+        raise InvalidTensor(
+            f"the JSON object holds more than {limit:,} values (arrays, objects and "
+            f"elements); an inference request holds one element per image, at most "
+            f"{limit - MAX_JSON_VALUES_BESIDES_IMAGES:,}, and a few names and parameters"
+        )
+
+
+def _structure_count(json_part: bytes) -> int:
+    return json_part.count(b",") + json_part.count(b"[") + json_part.count(b"{")
 
 
 def _binary_size(tensor: RequestInput) -> int | None:

@@ -154,7 +154,12 @@ async def infer(
         started = time.perf_counter()
         body = await _read_body(request, max_body_bytes)
         body = codec.decompress(body, request.headers.get("content-encoding"), max_body_bytes)
-        decoded = codec.parse_request(body, request.headers.get(codec.INFERENCE_HEADER))
+        decoded = await backend.in_thread(
+            codec.parse_request,
+            body,
+            request.headers.get(codec.INFERENCE_HEADER),
+            max_images=settings.batch_size,
+        )
         tensor = _image_input(decoded)
         images = codec.images_of(
             tensor, decoded.binary.get(tensor.name), max_images=settings.batch_size
