@@ -97,6 +97,24 @@ class NotReady(ServiceUnavailable):
     code = "not_ready"
 
 
+class Unauthorized(ArgosError):
+    """No key, or a key Argos does not know."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="argos"'}
+
+
+class Forbidden(ArgosError):
+    """A known key without the scope the route needs, or a route that is switched off."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class UnknownModel(ArgosError):
     status_code = 404
     code = "unknown_model"

@@ -18,14 +18,20 @@ FAILED = bentoml.metrics.Counter(
     documentation="Requests answered 500 after an unexpected error, by endpoint",
     labelnames=["endpoint"],
 )
+AUTH_REFUSALS = bentoml.metrics.Counter(
+    name="argos_auth_refusals",
+    documentation="Requests refused for their key or origin, by route template and reason "
+    "(missing_key, unknown_key, wrong_scope, control_off, cross_site, not_json)",
+    labelnames=["route", "reason"],
+)
 ADMITTED = bentoml.metrics.Counter(
     name="argos_admitted_requests",
     documentation="Inference requests admitted by a worker's admission control",
 )
 INFLIGHT = bentoml.metrics.Gauge(
     name="argos_inflight_requests",
-    documentation="Inference requests the workers hold now (reading, preprocessing, queued, "
-    "running)",
+    documentation="Units of inference work the workers hold now (images being preprocessed, "
+    "queued or run, and detection jobs): what admission control counts",
     multiprocess_mode="livesum",
 )
 TOP1 = bentoml.metrics.Counter(

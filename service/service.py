@@ -30,6 +30,8 @@ import bentoml
 from service.http import route_labels, transport
 from service.http.app import create_app
 from service.http.backend import Backend
+from service.http.readiness import ReadinessReasons
+from service.keys import KeyRing, Scope, listening_beyond_loopback
 from service.repository.control import ControlDir
 from service.repository.serving import serve_models
 from service.repository.store import BentoStore, resolve_all
@@ -51,6 +53,17 @@ def _log_through_bentoml() -> None:
     for handler in logging.getLogger("bentoml").handlers:
         if handler not in argos_logger.handlers:
             argos_logger.addHandler(handler)
+
+
+def _warn_if_exposed_without_keys(keys: KeyRing) -> None:
+    """Open inference is fine on loopback; beyond it, say so loudly."""
+    exposed = listening_beyond_loopback()
+    if exposed and not keys.configured(Scope.INFER):
+        logger.warning(
+            "listening on %s without infer keys: anyone who reaches the port may classify. "
+            "Set ARGOS_INFER_KEYS_FILE (README: Security)",
+            ", ".join(sorted(set(exposed))),
+        )
 
 
 def _before_sigterm(callback: Callable[[], None], delay_s: float) -> None:
@@ -98,8 +111,9 @@ class Argos:
         control = ControlDir.for_server(settings.control_dir)
         models = resolve_all(store, settings.model_tags)
         controller = serve_models(settings, store, control, models, worker_index - 1)
-        self.backend = Backend(settings, store, controller)
+        self.backend = Backend(settings, store, controller, tuple(models))
         app.state.backend = self.backend
+        _warn_if_exposed_without_keys(app.state.access.keys)
         _before_sigterm(self.drain, settings.drain_accept_s)
         # Everything allocated so far lives as long as the worker: move it out of the
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).
@@ -128,3 +142,6 @@ class Argos:
     def close(self) -> None:
         """After the last connection closed: stop the runner threads."""
         self.backend.controller.stop()
+
+
+Argos.add_asgi_middleware(ReadinessReasons, api=app)

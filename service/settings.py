@@ -104,6 +104,38 @@ class Settings(BaseSettings):
         description="largest window count per request (about 5 s of exact mode on one core)",
     )
 
+    # Who may call what (service/keys.py; README "Security").
+    infer_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys of the infer scope, comma-separated; with none here nor in "
+        "ARGOS_INFER_KEYS_FILE, inference is open to anyone who reaches the port",
+        repr=False,
+    )
+    infer_keys_file: Path | None = Field(
+        None,
+        description="file of infer keys, one a line, read again when it changes; once set, "
+        "inference needs a key even while the file is missing or empty",
+    )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys of the admin scope (model control), comma-separated; with none "
+        "here nor in ARGOS_ADMIN_KEYS_FILE, model control is off",
+        repr=False,
+    )
+    admin_keys_file: Path | None = Field(
+        None, description="file of admin keys, one a line, read again when it changes"
+    )
+    api_key_header: str = Field(
+        "X-API-Key",
+        description="header that may carry the key instead of Authorization: Bearer; empty: "
+        "Authorization only",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins of web pages allowed to call the API from a browser, "
+        "comma-separated; empty: no CORS headers",
+    )
+
     idle_timeout_s: float = Field(
         10,
         gt=0,
@@ -155,11 +187,11 @@ class Settings(BaseSettings):
         "requests answered 503 with Connection: close, before the listening socket closes",
     )
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "infer_keys", "admin_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_tags(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [tag.strip() for tag in value.split(",") if tag.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @property

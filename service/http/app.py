@@ -8,26 +8,34 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from service import metrics
 from service.errors import ArgosError, InvalidParameter
 from service.http import classify, detect, models, pages
-from service.http.backend import Backend
+from service.http.auth import Access
+from service.http.backend import MODEL_HEADER, Backend
 from service.http.failures import UnexpectedErrors
 from service.http.route_labels import endpoint_of
 from service.http.schemas import ErrorResponse
 from service.http.v2 import routes as v2
+from service.settings import Settings, get_settings
 
 
 def create_app(backend: Backend | None = None) -> FastAPI:
     """The API; ``backend`` can also be attached later as ``app.state.backend``."""
+    settings = backend.settings if backend is not None else get_settings()
     app = pages.app_with_page_and_docs(
         title="Argos",
         summary="Image classification and sliding-window detection",
-        responses={status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 422, 503)},
+        responses={
+            status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 415, 422, 503)
+        },
     )
     app.state.backend = backend
+    app.state.access = Access.from_settings(settings)
+    _allow_origins(app, settings)
     app.include_router(classify.router)
     app.include_router(detect.router)
     app.include_router(models.router)
@@ -36,6 +44,18 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_middleware(UnexpectedErrors)
     return app
+
+
+def _allow_origins(app: FastAPI, settings: Settings) -> None:
+    """CORS headers for the configured origins only; none by default."""
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", settings.api_key_header],
+            expose_headers=[MODEL_HEADER, "Retry-After"],
+        )
 
 
 async def _argos_error(request: Request, error: ArgosError) -> JSONResponse:

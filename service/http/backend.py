@@ -2,52 +2,68 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
-import anyio
 from fastapi import Depends, Query, Request, Response
 
 from service.errors import NotReady
-from service.http.admission import Admission
+from service.inference.admission import Admission
 from service.inference.model import ServedModel
+from service.inference.pipeline import Pipeline
 from service.repository.control import Controller
 from service.repository.registry import Registry
 from service.repository.store import ModelStore
 from service.settings import Settings
 
-T = TypeVar("T")
 MODEL_HEADER = "X-Argos-Model"
 """Reply header naming the model that answered, ``name:version``."""
 
 
 @dataclass
 class Backend:
-    """One worker's models, settings, admission control and preprocessing threads."""
+    """One worker's models, settings, admission control and inference pipeline."""
 
     settings: Settings
     store: ModelStore
     controller: Controller[ServedModel]
+    startup_models: tuple[str, ...]
+    """The model names the server was started with, the default first: it is ready only
+    while it serves every one of them."""
     admission: Admission = field(init=False)
-    _threads: anyio.CapacityLimiter = field(init=False)
+    pipeline: Pipeline = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_inflight)
-        self._threads = anyio.CapacityLimiter(self.settings.preprocess_threads)
+        self.pipeline = Pipeline(self.settings, self.admission)
 
     @property
     def models(self) -> Registry[ServedModel]:
         return self.controller.registry
 
-    def is_ready(self) -> bool:
-        """Serving every wanted model, and not draining."""
-        return not self.admission.draining and self.controller.is_serving_all()
+    def unready_because(self) -> list[str]:
+        """Why this worker should get no traffic now; empty when it is ready."""
+        reasons = []
+        if self.admission.draining:
+            reasons.append("the server is shutting down")
+        served = self.models.served()
+        missing = [name for name in self.startup_models if name not in served]
+        if missing:
+            reasons.append(f"models named at start-up are not loaded: {', '.join(missing)}")
+        if not self.controller.is_serving_all():
+            reasons.append("models are being loaded or unloaded")
+        return reasons
 
-    async def in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run CPU-bound work (Pillow and numpy release the GIL) off the event loop."""
-        return await anyio.to_thread.run_sync(partial(func, *args, **kwargs), limiter=self._threads)
+    def is_ready(self) -> bool:
+        """Serving every start-up and wanted model, and not draining."""
+        return not self.unready_because()
+
+    @property
+    def default_model(self) -> str | None:
+        """The model of requests that name none, while it is loaded."""
+        name = self.models.default_name
+        return name if name in self.models.served() else None
 
 
 async def get_backend(request: Request) -> Backend:
@@ -61,20 +77,20 @@ async def get_backend(request: Request) -> Backend:
 CurrentBackend = Annotated[Backend, Depends(get_backend)]
 
 
-async def admitted(backend: CurrentBackend) -> AsyncIterator[None]:
-    """Dependency of inference routes: a place in this worker, or a 503."""
-    with backend.admission.slot():
-        yield
-
-
 async def leased_model(
     backend: CurrentBackend,
     response: Response,
     model: Annotated[
-        str | None, Query(description="a served model's name; default: the first of ARGOS_MODELS")
+        str | None,
+        Query(description="a served model's name; default: the first of ARGOS_MODELS"),
     ] = None,
 ) -> AsyncIterator[ServedModel]:
     """Dependency: the model asked for, held until the request is answered."""
+    if model is None and backend.default_model is None:
+        raise NotReady(
+            f"the default model {backend.models.default_name!r} is not loaded (it was "
+            "unloaded); name a served model with model=, see GET /models"
+        )
     with backend.models.lease(model) as served:
         response.headers[MODEL_HEADER] = served.card.tag
         yield served

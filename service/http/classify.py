@@ -5,26 +5,24 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from service import metrics
 from service.card import ModelCard
 from service.errors import InvalidParameter
-from service.http.backend import CurrentBackend, LeasedModel, admitted
+from service.http.auth import INFER
+from service.http.backend import CurrentBackend, LeasedModel
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
-from service.preprocessing import prepare_bytes
 
-router = APIRouter()
+router = APIRouter(dependencies=[INFER])
 
 
 @router.post(
     "/classify",
     response_model=ClassifyResponse,
     response_model_exclude_none=True,
-    dependencies=[Depends(admitted)],
     responses=upload_responses(CLASSIFY_EXAMPLE),
     openapi_extra=IMAGE_UPLOAD,
 )
@@ -43,28 +41,15 @@ async def classify(
     groups: Annotated[bool, Query(description="also score the card's label groups")] = False,
 ) -> ClassifyResponse:
     """Classify one image sent as a multipart ``image`` field or as the raw body."""
-    settings, card = backend.settings, model.card
+    card = model.card
     top_k_ = min(DEFAULT_TOP_K, len(card.labels)) if top_k_ is None else top_k_
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
-    data = await read_image_upload(request, settings.max_upload_bytes)
-    pixels = await backend.in_thread(
-        prepare_bytes,
-        data,
-        card.preprocessing,
-        max_pixels=settings.max_image_pixels,
-        max_decoded_bytes=settings.max_decoded_bytes,
-    )
-    preprocessed = time.perf_counter()
-    probabilities = await model.classify(pixels)
-    finished = time.perf_counter()
-
+    data = await read_image_upload(request, backend.settings.max_upload_bytes)
+    result = await backend.pipeline.classify(model, [data], endpoint="classify")
+    probabilities, times = result.probabilities[0], result.times
     predictions = top_k(probabilities, card.labels, top_k_)
-    metrics.TOP1.labels(model=card.tag, label=predictions[0].label).inc()
-    metrics.observe_stages(
-        "classify", preprocess=preprocessed - started, inference=finished - preprocessed
-    )
     return ClassifyResponse(
         model=ModelRef(name=card.name, version=card.version),
         predictions=[LabelScore(label=p.label, index=p.index, score=p.score) for p in predictions],
@@ -72,8 +57,8 @@ async def classify(
         if groups
         else None,
         timing_ms=Timing(
-            preprocess=ms(preprocessed - started),
-            inference=ms(finished - preprocessed),
+            preprocess=ms(times.preprocess_s),
+            inference=ms(times.inference_s),
             total=ms(time.perf_counter() - started),
         ),
     )

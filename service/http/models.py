@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service.http.auth import INFER
 from service.http.backend import CurrentBackend
 from service.http.schemas import ModelsResponse, ServedModelState
 from service.repository.control import READY
 
-router = APIRouter()
+router = APIRouter(dependencies=[INFER])
 
 
 @router.get("/models", response_model=ModelsResponse)
@@ -40,4 +41,4 @@ async def served_models(backend: CurrentBackend) -> ModelsResponse:
                         default=False,
                     )
                 )
-    return ModelsResponse(default=models.default_name, models=states)
+    return ModelsResponse(default=backend.default_model, models=states)

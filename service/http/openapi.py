@@ -113,7 +113,8 @@ ERROR_EXAMPLES: dict[int, dict[str, dict[str, str]]] = {
     503: {
         "overloaded": {
             "error": "overloaded",
-            "detail": "the server holds 16 requests, its limit; retry shortly",
+            "detail": "the server holds 16 of 16 images or jobs and this request needs 1; "
+            "retry shortly",
         },
         "shutting_down": {
             "error": "shutting_down",
@@ -129,7 +130,7 @@ _ERROR_DESCRIPTIONS = {
     413: "The upload, or the decoded image, is larger than the service accepts",
     415: "The Content-Type is neither multipart/form-data nor an image type",
     422: "The bytes are not an image Argos can read, or a parameter is out of range",
-    503: "The worker is at its limit of requests, its queue waited too long, or it is "
+    503: "The worker is at its limit of images, its queue waited too long, or it is "
     "shutting down; retry after the seconds in Retry-After",
 }
 _RETRY_AFTER = {

@@ -15,10 +15,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
+from service.http.auth import PUBLIC
+
 STATIC = Path(__file__).parent / "static"
 DOCS_ASSETS = "/docs/assets"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
 
 
 @router.get("/")

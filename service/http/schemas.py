@@ -74,5 +74,7 @@ class ServedModelState(BaseModel):
 
 
 class ModelsResponse(BaseModel):
-    default: str = Field(description="the model of requests without model=")
+    default: str | None = Field(
+        description="the model of requests without model=; null while it is not loaded"
+    )
     models: list[ServedModelState]

@@ -36,7 +36,7 @@ async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     if media_type == "multipart/form-data":
         data = await _read_form_field(request, content_type, max_bytes)
     elif media_type.startswith("image/") or media_type == "application/octet-stream":
-        data = await _read_body(request, max_bytes)
+        data = await read_body(request, max_bytes)
     elif not media_type:
         raise UnsupportedMediaType(f"the request has no Content-Type; {_HOW_TO_SEND}")
     else:
@@ -46,7 +46,8 @@ async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``max_bytes``."""
     data = bytearray()
     async for chunk in request.stream():
         data += chunk

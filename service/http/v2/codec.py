@@ -21,14 +21,16 @@ import binascii
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType
+from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
 from service.http.v2.errors import InvalidTensor, describe
 from service.http.v2.schemas import (
     InferenceRequest,
@@ -89,6 +91,41 @@ class EncodedResponse:
         return {"Content-Type": BINARY_MEDIA_TYPE, INFERENCE_HEADER: str(self.header_length)}
 
 
+async def read_request(
+    request: Request,
+    max_upload_bytes: int,
+    *,
+    max_images: int,
+    in_thread: Callable[..., Awaitable[DecodedRequest]],
+) -> DecodedRequest:
+    """Read, inflate and split an inference request; the body may hold ``max_upload_bytes``
+    of images plus the JSON object's framing. Inflating and parsing run through
+    ``in_thread``, off the event loop."""
+    max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
+    body = await read_body(request, max_body_bytes)
+    return await in_thread(
+        decode_body,
+        body,
+        request.headers.get("content-encoding"),
+        request.headers.get(INFERENCE_HEADER),
+        max_body_bytes=max_body_bytes,
+        max_images=max_images,
+    )
+
+
+def decode_body(
+    body: bytes,
+    content_encoding: str | None,
+    header_length: str | None,
+    *,
+    max_body_bytes: int,
+    max_images: int,
+) -> DecodedRequest:
+    """Inflate and split a request body (CPU-bound for large bodies)."""
+    body = decompress(body, content_encoding, max_body_bytes)
+    return parse_request(body, header_length, max_images=max_images)
+
+
 def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
     """Undo a ``gzip`` or ``deflate`` Content-Encoding, never inflating past ``max_bytes``."""
     encoding = (content_encoding or "identity").strip().lower()
@@ -113,9 +150,9 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
 
 
 def parse_request(body: bytes, header_length: str | None, *, max_images: int) -> DecodedRequest:
-    """Split a request body into its JSON object and each input's binary data.
-
-    CPU-bound for large bodies: call it off the event loop."""
+    """Split a request body into its JSON object and each input's binary data; a JSON
+    object with more values than ``max_images`` images and their framing can hold is
+    refused before it is parsed."""
     json_part, binary_part = _split(body, header_length)
     _check_value_count(json_part, max_images + MAX_JSON_VALUES_BESIDES_IMAGES)
     try:
@@ -151,8 +188,16 @@ def parse_request(body: bytes, header_length: str | None, *, max_images: int) ->
     return DecodedRequest(request, binary)
 
 
-def images_of(tensor: RequestInput, binary: bytes | None, *, max_images: int) -> list[bytes]:
-    """The encoded images of a ``BYTES`` ``[N]`` input, from binary data or base64 JSON."""
+def images_of(decoded: DecodedRequest, input_name: str, *, max_images: int) -> list[bytes]:
+    """The encoded images of the request's one input, ``input_name``, a ``BYTES`` ``[N]``
+    tensor sent as binary data or base64 JSON."""
+    inputs = decoded.request.inputs
+    if len(inputs) != 1 or inputs[0].name != input_name:
+        raise InvalidTensor(
+            f"the model takes one input, {input_name!r} (BYTES [N] encoded images); "
+            f"got {[tensor.name for tensor in inputs]}"
+        )
+    tensor, binary = inputs[0], decoded.binary.get(input_name)
     if tensor.datatype != "BYTES":
         raise InvalidTensor(
             f"input {tensor.name!r} has datatype {tensor.datatype}; send encoded images "

@@ -9,22 +9,20 @@ either way.
 from __future__ import annotations
 
 import asyncio
-import time
 from importlib import metadata
 from typing import Annotated, TypeVar
 
-import numpy as np
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from service import metrics
 from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
-from service.errors import ArgosError, InvalidParameter
-from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, admitted
-from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, _read_body
+from service.errors import InvalidParameter
+from service.http.auth import ADMIN, INFER, PUBLIC
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend
+from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, read_body
 from service.http.v2 import codec
-from service.http.v2.errors import InvalidTensor, ProtocolRoute, UnknownEndpoint, describe
+from service.http.v2.errors import ProtocolRoute, UnknownEndpoint, describe
 from service.http.v2.schemas import (
     ConfigTensor,
     ErrorReply,
@@ -34,13 +32,11 @@ from service.http.v2.schemas import (
     RepositoryIndexRequest,
     RepositoryModel,
     RepositoryRequest,
-    RequestInput,
     ServerLive,
     ServerMetadata,
     ServerReady,
     TensorMetadata,
 )
-from service.preprocessing import prepare_bytes
 from service.repository.control import READY, UNAVAILABLE
 
 Message = TypeVar("Message", bound=BaseModel)
@@ -48,7 +44,7 @@ router = APIRouter(
     prefix="/v2",
     route_class=ProtocolRoute,
     tags=["Open Inference Protocol"],
-    responses={status: {"model": ErrorReply} for status in (400, 404, 413, 503)},
+    responses={status: {"model": ErrorReply} for status in (400, 401, 403, 404, 413, 503)},
 )
 
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
@@ -67,13 +63,13 @@ TagInPath = Annotated[
 ]
 
 
-@router.get("/health/live", response_model=ServerLive)
+@router.get("/health/live", response_model=ServerLive, dependencies=[PUBLIC])
 async def live() -> ServerLive:
     """The process answers HTTP."""
     return ServerLive(live=True)
 
 
-@router.get("/health/ready", response_model=ServerReady)
+@router.get("/health/ready", response_model=ServerReady, dependencies=[PUBLIC])
 async def ready(request: Request) -> JSONResponse:
     """200 when every wanted model is loaded and the server is not draining, else 503."""
     backend: Backend | None = getattr(request.app.state, "backend", None)
@@ -81,14 +77,14 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(ServerReady(ready=is_ready).model_dump(), 200 if is_ready else 503)
 
 
-@router.get("", response_model=ServerMetadata)
+@router.get("", response_model=ServerMetadata, dependencies=[INFER])
 async def server_metadata() -> ServerMetadata:
     """The server's name, version and protocol extensions."""
     return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
 
 
-@router.get("/models/{name}", response_model=ModelMetadata)
-@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata)
+@router.get("/models/{name}", response_model=ModelMetadata, dependencies=[INFER])
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, dependencies=[INFER])
 async def model_metadata(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelMetadata:
@@ -103,8 +99,10 @@ async def model_metadata(
     )
 
 
-@router.get("/models/{name}/config", response_model=ModelConfig)
-@router.get("/models/{name}/versions/{version}/config", response_model=ModelConfig)
+@router.get("/models/{name}/config", response_model=ModelConfig, dependencies=[INFER])
+@router.get(
+    "/models/{name}/versions/{version}/config", response_model=ModelConfig, dependencies=[INFER]
+)
 async def model_config(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelConfig:
@@ -120,8 +118,10 @@ async def model_config(
     )
 
 
-@router.get("/models/{name}/ready", response_model=ModelReady)
-@router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady)
+@router.get("/models/{name}/ready", response_model=ModelReady, dependencies=[INFER])
+@router.get(
+    "/models/{name}/versions/{version}/ready", response_model=ModelReady, dependencies=[INFER]
+)
 async def model_ready(
     backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> ModelReady:
@@ -133,66 +133,53 @@ async def model_ready(
 @router.post(
     "/models/{name}/infer",
     response_class=Response,
-    dependencies=[Depends(admitted)],
     responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
+    dependencies=[INFER],
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     response_class=Response,
-    dependencies=[Depends(admitted)],
     responses={200: {"content": {codec.JSON_MEDIA_TYPE: {}, codec.BINARY_MEDIA_TYPE: {}}}},
+    dependencies=[INFER],
 )
 async def infer(
     request: Request, backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
 ) -> Response:
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
-    settings = backend.settings
-    max_body_bytes = settings.max_upload_bytes + FORM_OVERHEAD_BYTES  # the JSON object
+    pipeline = backend.pipeline
     with backend.models.lease(name, version) as model:
         card = model.card
-        started = time.perf_counter()
-        body = await _read_body(request, max_body_bytes)
-        body = codec.decompress(body, request.headers.get("content-encoding"), max_body_bytes)
-        decoded = await backend.in_thread(
-            codec.parse_request,
-            body,
-            request.headers.get(codec.INFERENCE_HEADER),
-            max_images=settings.batch_size,
+        decoded = await codec.read_request(
+            request,
+            backend.settings.max_upload_bytes,
+            max_images=pipeline.max_images,
+            in_thread=pipeline.in_thread,
         )
-        tensor = _image_input(decoded)
-        images = codec.images_of(
-            tensor, decoded.binary.get(tensor.name), max_images=settings.batch_size
-        )
+        images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
         wanted = codec.requested_outputs(decoded.request, [_output(card)], labels=len(card.labels))
-        pixels = await asyncio.gather(
-            *(_prepare(backend, card, i, x) for i, x in enumerate(images))
+        result = await pipeline.classify(
+            model,
+            images,
+            endpoint="v2_infer",
+            where=lambda i: f"image {i} of input {IMAGE_FIELD!r}",
         )
-        preprocessed = time.perf_counter()
-        rows = await asyncio.gather(*(model.classify(p) for p in pixels))
-        finished = time.perf_counter()
-    probabilities = np.stack(rows)
-    for row in probabilities:
-        metrics.TOP1.labels(model=card.tag, label=card.labels[int(np.argmax(row))]).inc()
-    metrics.observe_stages(
-        "v2_infer", preprocess=preprocessed - started, inference=finished - preprocessed
-    )
     encoded = codec.encode_response(
         model_name=card.name,
         model_version=card.version,
         request_id=decoded.request.id,
-        outputs=codec.probability_outputs(probabilities, card.labels, wanted),
+        outputs=codec.probability_outputs(result.probabilities, card.labels, wanted),
     )
     return Response(encoded.body, headers=encoded.headers | {MODEL_HEADER: card.tag})
 
 
-@router.post("/repository/index", response_model=list[RepositoryModel])
+@router.post("/repository/index", response_model=list[RepositoryModel], dependencies=[ADMIN])
 async def repository_index(request: Request, backend: CurrentBackend) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
     query = _parse(RepositoryIndexRequest, await _small_body(request))
     states = backend.controller.status().models
     index = []
-    for name, stored_version in await backend.in_thread(backend.store.stored):
+    for name, stored_version in await asyncio.to_thread(backend.store.stored):
         state = states.get(name, {}).get(stored_version)
         if state is None:
             entry = RepositoryModel(
@@ -207,18 +194,20 @@ async def repository_index(request: Request, backend: CurrentBackend) -> list[Re
     return index
 
 
-@router.post("/repository/models/{tag}/load", response_model=RepositoryModel)
+@router.post("/repository/models/{tag}/load", response_model=RepositoryModel, dependencies=[ADMIN])
 async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker; it
     becomes the model's default version. Versions loaded before stay loaded."""
     options = await _repository_request(request)
     name, wanted = _split_tag(tag, options)
-    name, version = await backend.in_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
+    name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
     await backend.controller.load(name, version, backend.settings.request_timeout_s)
     return RepositoryModel(name=name, version=version, state=READY)
 
 
-@router.post("/repository/models/{tag}/unload", response_model=RepositoryModel)
+@router.post(
+    "/repository/models/{tag}/unload", response_model=RepositoryModel, dependencies=[ADMIN]
+)
 async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
     """Unload one version (``name:version`` or ``parameters.version``) or every version of a
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
@@ -228,7 +217,9 @@ async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> R
     return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
 
 
-@router.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
+@router.api_route(
+    "/{path:path}", methods=["GET", "POST"], include_in_schema=False, dependencies=[PUBLIC]
+)
 async def not_found(path: str) -> None:
     raise UnknownEndpoint(f"/v2/{path} is not an endpoint of the Open Inference Protocol")
 
@@ -237,27 +228,8 @@ def _output(card: ModelCard) -> str:
     return card.preprocessing.output_name
 
 
-def _image_input(decoded: codec.DecodedRequest) -> RequestInput:
-    inputs = decoded.request.inputs
-    if len(inputs) != 1 or inputs[0].name != IMAGE_FIELD:
-        raise InvalidTensor(
-            f"the model takes one input, {IMAGE_FIELD!r} (BYTES [N] encoded images); "
-            f"got {[tensor.name for tensor in inputs]}"
-        )
-    return inputs[0]
-
-
-async def _prepare(backend: Backend, card: ModelCard, position: int, image: bytes) -> np.ndarray:
-    try:
-        return await backend.in_thread(
-            prepare_bytes,
-            image,
-            card.preprocessing,
-            max_pixels=backend.settings.max_image_pixels,
-            max_decoded_bytes=backend.settings.max_decoded_bytes,
-        )
-    except ArgosError as error:
-        raise type(error)(f"image {position} of input {IMAGE_FIELD!r}: {error.detail}") from None
+def _image_position(position: int) -> str:
+    return f"image {position} of input {IMAGE_FIELD!r}"
 
 
 def _parse(schema: type[Message], body: bytes) -> Message:
@@ -269,7 +241,7 @@ def _parse(schema: type[Message], body: bytes) -> Message:
 
 
 async def _small_body(request: Request) -> bytes:
-    return await _read_body(request, FORM_OVERHEAD_BYTES)
+    return await read_body(request, FORM_OVERHEAD_BYTES)
 
 
 async def _repository_request(request: Request) -> RepositoryRequest:

@@ -19,6 +19,8 @@ from tests.service.test_card import make_card
 from tests.service.tiny_model import write_tiny_classifier
 
 MakeClient = Callable[..., TestClient]
+ADMIN_KEY = "admin-key-of-the-tests"
+"""The tests' clients send it, so model control is on; inference stays open."""
 TINY_MODELS = [("colours", "1"), ("colours", "2"), ("shades", "1")]
 
 
@@ -78,13 +80,15 @@ def make_client(tiny_store: Path, tmp_path: Path) -> Iterator[MakeClient]:
     backends: list[Backend] = []
 
     def make(served: dict[str, list[str]] | None = None, **settings: object) -> TestClient:
-        options = Settings(**({"workers": 1, "inference_threads": 1} | settings))
+        defaults = {"workers": 1, "inference_threads": 1, "admin_keys": [ADMIN_KEY]}
+        options = Settings(**(defaults | settings))
         control = ControlDir(tmp_path / f"control-{len(backends)}")
         store = FolderStore(tiny_store)
-        controller = serve_models(options, store, control, served or {"colours": ["1"]})
-        backend = Backend(options, store, controller)
+        models = served or {"colours": ["1"]}
+        controller = serve_models(options, store, control, models)
+        backend = Backend(options, store, controller, tuple(models))
         backends.append(backend)
-        return TestClient(create_app(backend))
+        return TestClient(create_app(backend), headers={"Authorization": f"Bearer {ADMIN_KEY}"})
 
     yield make
     for backend in backends:

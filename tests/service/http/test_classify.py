@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -105,7 +106,7 @@ def test_every_mode_classifies(client: TestClient, mode: str) -> None:
     assert reply.status_code == 200, reply.text
 
 
-def test_a_full_worker_refuses_with_503_and_retry_after_before_reading_the_body(
+def test_a_full_worker_refuses_with_503_and_retry_after_before_decoding(
     make_client: MakeClient,
 ) -> None:
     client = make_client(max_inflight=1)
@@ -115,7 +116,7 @@ def test_a_full_worker_refuses_with_503_and_retry_after_before_reading_the_body(
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "1"
     assert reply.json()["error"] == "overloaded"
-    assert "limit" in reply.json()["detail"]
+    assert "holds 1 of 1 images or jobs" in reply.json()["detail"]
     assert backend.admission.inflight == 0
     ok = client.post("/classify", content=png((9, 9, 9)), headers={"Content-Type": "image/png"})
     assert ok.status_code == 200
@@ -154,3 +155,20 @@ def _rejections(code: str) -> float:
             if sample.name == "argos_rejected_requests_total" and sample.labels["error"] == code:
                 total += sample.value
     return total
+
+
+def test_a_request_holds_no_place_while_its_body_arrives(make_client: MakeClient) -> None:
+    """Admission comes once the body is in hand: a trickling upload costs no place."""
+    client = make_client(max_inflight=1)
+    admission = client.app.state.backend.admission
+    seen_while_reading = []
+
+    def body() -> Iterator[bytes]:
+        data = png((9, 9, 9))
+        for start in range(0, len(data), 16):
+            seen_while_reading.append(admission.inflight)
+            yield data[start : start + 16]
+
+    reply = client.post("/classify", content=body(), headers={"Content-Type": "image/png"})
+    assert reply.status_code == 200, reply.text
+    assert len(seen_while_reading) > 1 and set(seen_while_reading) == {0}

@@ -201,14 +201,12 @@ def test_an_oversized_head_is_refused(
 def test_an_endless_header_line_is_cut_off_at_the_head_limit(server: Running) -> None:
     with server.connect() as sock:
         sock.sendall(b"GET /echo HTTP/1.1\r\nX-Endless: ")
-        sent = 0
         try:
-            while sent < 1024 * 1024:
+            for _ in range(64):
                 sock.sendall(b"a" * 1024)
-                sent += 1024
         except (BrokenPipeError, ConnectionResetError):
             pass
-        assert sent < 1024 * 1024, "the server read 1 MiB of one header line"
+        assert closed(sock, within_s=2), "the server went on reading one endless header"
 
 
 def test_a_slow_body_gets_408_and_the_application_sees_the_client_gone(

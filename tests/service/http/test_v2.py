@@ -174,6 +174,20 @@ def test_a_full_worker_answers_503_with_retry_after(make_client: MakeClient) -> 
     assert list(reply.json()) == ["error"]
 
 
+def test_a_request_of_several_images_takes_a_place_per_image(make_client: MakeClient) -> None:
+    client = make_client(max_inflight=3)
+    admission = client.app.state.backend.admission
+    with admission.slot(2):  # two images of other requests are in the worker
+        refused = client.post("/v2/models/colours/infer", **binary_request([RED, RED]))
+        alone = client.post("/v2/models/colours/infer", **binary_request([RED]))
+    assert refused.status_code == 503, refused.text
+    assert "needs 2" in refused.json()["error"]
+    assert alone.status_code == 200, alone.text
+    assert admission.inflight == 0
+    both = client.post("/v2/models/colours/infer", **binary_request([RED, RED]))
+    assert both.status_code == 200, both.text
+
+
 def test_repository_index_load_and_unload(make_client: MakeClient) -> None:
     client = make_client({"colours": ["1"]})
     index = {

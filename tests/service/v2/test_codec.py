@@ -50,9 +50,9 @@ def as_text(element: bytes | str) -> str:
 
 
 def decode_images(body: bytes, header: str | None, max_images: int = 8) -> list[bytes]:
-    decoded = parse_request(body, header, max_images=8)
-    (tensor,) = decoded.request.inputs
-    return images_of(tensor, decoded.binary.get(tensor.name), max_images=max_images)
+    return images_of(
+        parse_request(body, header, max_images=max_images), "image", max_images=max_images
+    )
 
 
 def test_binary_images_from_tritonclient_come_back_byte_for_byte():

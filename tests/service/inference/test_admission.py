@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.errors import Overloaded, ShuttingDown
-from service.http.admission import MAX_RETRY_AFTER_S, Admission
+from service.inference.admission import MAX_RETRY_AFTER_S, Admission
 
 
 class Clock:

@@ -1,8 +1,10 @@
-"""Admission control: a worker holds a bounded number of inference requests, and none
-once it drains.
+"""Admission control: a worker holds a bounded amount of inference work, and none once
+it drains.
 
-A request is admitted before its body is read, so refusing one costs almost nothing:
-overload becomes fast 503s instead of a growing queue. Their ``Retry-After`` grows with
+Work is counted in the unit the inference queue counts: one image to classify, or one
+detection job. A request is admitted once its body is in hand and decoded, so a slow
+upload holds no place while it trickles in, and a request of eight images takes eight.
+Overload becomes fast 503s instead of a growing queue. Their ``Retry-After`` grows with
 the overload measured over the last second (1 + refusals per admission), so that many
 clients back off in proportion instead of returning every second and spending the
 worker's time on refusals.
@@ -24,7 +26,7 @@ MAX_RETRY_AFTER_S = 4
 
 
 class Admission:
-    """Counts the inference requests a worker holds; single event-loop use."""
+    """Counts the units of inference work a worker holds; single event-loop use."""
 
     def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
@@ -36,26 +38,28 @@ class Admission:
         self._last_second: tuple[int, ...] = (0, 0)  # the same for the second before
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one place for the duration of a request, or refuse it with a 503."""
+    def slot(self, units: int = 1) -> Iterator[None]:
+        """Hold ``units`` places (at most the limit) while a request is worked on, or
+        refuse it with a 503."""
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another replica")
         self._tick()
-        if self.inflight >= self.limit:
+        if self.inflight + units > self.limit:
             self._counts[1] += 1
             raise Overloaded(
-                f"the server holds {self.inflight} requests, its limit; retry shortly",
+                f"the server holds {self.inflight} of {self.limit} images or jobs and this "
+                f"request needs {units}; retry shortly",
                 retry_after_s=self.retry_after_s(),
             )
         self._counts[0] += 1
-        self.inflight += 1
+        self.inflight += units
         metrics.ADMITTED.inc()
-        metrics.INFLIGHT.inc()
+        metrics.INFLIGHT.inc(units)
         try:
             yield
         finally:
-            self.inflight -= 1
-            metrics.INFLIGHT.dec()
+            self.inflight -= units
+            metrics.INFLIGHT.dec(units)
 
     def retry_after_s(self) -> int:
         """Seconds a refused client should wait: 1 + refusals per admission last second."""

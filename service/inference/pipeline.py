@@ -1,0 +1,132 @@
+"""One inference path: encoded images in, probabilities and stage timings out.
+
+Every route that classifies (``/classify``, ``/v2/.../infer``) and detection hand their
+uploads here once the body is in hand: admission (counted in images), the preprocessing
+limits, the hop to the preprocessing threads, the model's runner and the metrics live in
+this one place, so a new limit or metric is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import numpy as np
+from PIL import Image
+
+from service import metrics
+from service.card import ModelCard
+from service.errors import ArgosError
+from service.inference.admission import Admission
+from service.inference.model import ServedModel
+from service.preprocessing import load_rgb, open_image, prepare_bytes
+from service.settings import Settings
+
+T = TypeVar("T")
+Where = Callable[[int], str]
+"""Image position → how a reply names that image, e.g. ``"image 2 of input 'image'"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Seconds spent per stage of one request's inference work."""
+
+    preprocess_s: float
+    inference_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    probabilities: np.ndarray
+    """(images, labels) probabilities, in the order the images came."""
+    times: StageTimes
+
+
+class Pipeline:
+    """A worker's inference path, shared by every route and model it serves."""
+
+    def __init__(self, settings: Settings, admission: Admission) -> None:
+        self.settings = settings
+        self.admission = admission
+        self._threads = anyio.CapacityLimiter(settings.preprocess_threads)
+
+    @property
+    def max_images(self) -> int:
+        """Most images one request may carry: a batch, and never more than admission holds."""
+        return min(self.settings.batch_size, self.settings.max_inflight)
+
+    @contextmanager
+    def admitted(self, units: int) -> Iterator[None]:
+        """``units`` places of admission (images, or 1 per detection job), or a 503."""
+        with self.admission.slot(units):
+            yield
+
+    async def in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run CPU-bound work (Pillow and numpy release the GIL) off the event loop."""
+        return await anyio.to_thread.run_sync(partial(func, *args, **kwargs), limiter=self._threads)
+
+    async def classify(
+        self,
+        model: ServedModel,
+        images: Sequence[bytes],
+        *,
+        endpoint: str,
+        where: Where | None = None,
+    ) -> Classified:
+        """Classify encoded images: each is checked against the limits, decoded and
+        preprocessed as the card says, then batched with concurrent requests. An error about
+        one image names it with ``where``."""
+        card = model.card
+        started = time.perf_counter()
+        with self.admitted(len(images)):
+            pixels = await asyncio.gather(
+                *(
+                    self._prepare(card, data, position, where)
+                    for position, data in enumerate(images)
+                )
+            )
+            preprocessed = time.perf_counter()
+            rows = await asyncio.gather(*(model.classify(p) for p in pixels))
+        finished = time.perf_counter()
+        probabilities = np.stack(rows)
+        for row in probabilities:
+            metrics.TOP1.labels(model=card.tag, label=card.labels[int(np.argmax(row))]).inc()
+        times = StageTimes(preprocessed - started, finished - preprocessed)
+        self.observe(endpoint, times)
+        return Classified(probabilities, times)
+
+    async def open_rgb(self, data: bytes, check: Callable[[Image.Image], None]) -> Image.Image:
+        """Decode one upload to upright RGB within the limits, off the event loop; ``check``
+        sees the opened image (its header) before any pixel is decoded."""
+        return await self.in_thread(self._open_rgb, data, check)
+
+    @staticmethod
+    def observe(endpoint: str, times: StageTimes) -> None:
+        metrics.observe_stages(endpoint, preprocess=times.preprocess_s, inference=times.inference_s)
+
+    def _open_rgb(self, data: bytes, check: Callable[[Image.Image], None]) -> Image.Image:
+        image = open_image(data, max_pixels=self.settings.max_image_pixels)
+        check(image)
+        return load_rgb(image, max_decoded_bytes=self.settings.max_decoded_bytes)
+
+    async def _prepare(
+        self, card: ModelCard, data: bytes, position: int, where: Where | None
+    ) -> np.ndarray:
+        try:
+            return await self.in_thread(
+                prepare_bytes,
+                data,
+                card.preprocessing,
+                max_pixels=self.settings.max_image_pixels,
+                max_decoded_bytes=self.settings.max_decoded_bytes,
+            )
+        except ArgosError as error:
+            if where is None:
+                raise
+            raise type(error)(f"{where(position)}: {error.detail}") from None
