@@ -272,14 +272,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         elapsed = self.loop.time() - self._body_started
         limits = self.limits
-        if elapsed >= limits.body_timeout_s:
+        rate = self._body_bytes / elapsed
+        too_slow = elapsed >= limits.body_rate_grace_s and rate < limits.min_body_rate
+        if self.flow.read_paused and elapsed < limits.body_timeout_s:
+            # The application is not reading (or a pipelined request waits): not the
+            # client's doing, so its rate is not checked.
+            self._arm(_BODY_CHECK_INTERVAL_S, self._check_body)
+        elif elapsed >= limits.body_timeout_s:
             self._refuse(408, f"the request body did not arrive within {limits.body_timeout_s} s")
-        elif elapsed >= limits.body_rate_grace_s and self._body_bytes < limits.min_body_rate * (
-            elapsed
-        ):
+        elif too_slow:
             self._refuse(
                 408,
-                f"the request body arrives at {self._body_bytes / elapsed:,.0f} bytes/s; "
+                f"the request body arrives at {rate:,.0f} bytes/s; "
                 f"the minimum is {limits.min_body_rate:,} bytes/s",
             )
         else:

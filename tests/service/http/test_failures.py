@@ -88,11 +88,14 @@ def test_a_json_body_of_countless_arrays_is_refused_before_it_is_parsed(
     assert "values" in reply.json()["error"]
 
 
-def test_commas_and_brackets_inside_strings_do_not_count(client: TestClient) -> None:
+def test_a_request_with_images_and_parameters_is_within_the_value_count(
+    client: TestClient,
+) -> None:
     image = base64.b64encode(png((250, 10, 10))).decode()
     request = {
-        "id": ",[{" * MAX_JSON_VALUES_BESIDES_IMAGES,
-        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [image]}],
+        "id": "a, b, [c]",
+        "parameters": {f"p{i}": [i, {"x": i}] for i in range(MAX_JSON_VALUES_BESIDES_IMAGES // 8)},
+        "inputs": [{"name": "image", "shape": [8], "datatype": "BYTES", "data": [image] * 8}],
     }
     reply = client.post("/v2/models/colours/infer", content=json.dumps(request))
     assert reply.status_code == 200, reply.text
