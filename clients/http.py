@@ -103,14 +103,19 @@ class ArgosClient:
         timeout: float = 10.0,
         max_reply_bytes: int = MAX_REPLY_BYTES,
         model: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         """``timeout`` is the deadline of each whole call; replies over ``max_reply_bytes``
-        are refused; ``model`` names one of the server's models (default: its default)."""
+        are refused; ``model`` names one of the server's models (default: its default);
+        ``api_key`` is sent as ``Authorization: Bearer`` to a server that needs keys."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_reply_bytes = max_reply_bytes
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout, params={"model": model} if model else None
+            base_url=self.base_url,
+            timeout=timeout,
+            params={"model": model} if model else None,
+            headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         )
 
     def classify(

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from loadtests import slo
-from loadtests.config import DETECT_ENV, IMAGES_ENV, images_dir
+from loadtests.config import API_KEY_FILE_ENV, DETECT_ENV, IMAGES_ENV, images_dir
 
 HERE = Path(__file__).resolve().parent
 CSV_PREFIX = "locust"
@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("reports/load"), help="report folder")
     parser.add_argument("--images", type=Path, default=None, help="photos to send")
     parser.add_argument("--detect", action="store_true", help="also send POST /detect")
+    parser.add_argument(
+        "--api-key-file", type=Path, help="file holding an infer key, for a server that needs one"
+    )
     return parser.parse_args(argv)
 
 
@@ -42,6 +45,8 @@ def run_locust(args: argparse.Namespace) -> int:
     env = os.environ | {IMAGES_ENV: str(args.images or images_dir())}
     if args.detect:
         env[DETECT_ENV] = "1"
+    if args.api_key_file:
+        env[API_KEY_FILE_ENV] = str(args.api_key_file.resolve())
     command = [
         sys.executable, "-m", "locust",
         "--locustfile", str(HERE / "locustfile.py"),

@@ -13,6 +13,7 @@ from harness.local_server import shared_dir
 
 IMAGES_ENV = "ARGOS_LOADTEST_IMAGES"
 DETECT_ENV = "ARGOS_LOADTEST_DETECT"
+API_KEY_FILE_ENV = "ARGOS_LOADTEST_API_KEY_FILE"
 
 
 def images_dir() -> Path:
@@ -24,3 +25,10 @@ def images_dir() -> Path:
 
 def detect_enabled() -> bool:
     return os.environ.get(DETECT_ENV, "").lower() in {"1", "true", "yes"}
+
+
+def auth_headers() -> dict[str, str] | None:
+    """``Authorization: Bearer`` with the key in ``$ARGOS_LOADTEST_API_KEY_FILE``, if set."""
+    if path := os.environ.get(API_KEY_FILE_ENV):
+        return {"Authorization": f"Bearer {Path(path).read_text().strip()}"}
+    return None

@@ -5,6 +5,8 @@ Configuration (environment variables, so that the file also works with plain ``l
 - ``ARGOS_LOADTEST_IMAGES``: folder of photos to send (default: ``$ARGOS_SHARED_DIR/images``,
   else ``../shared/images`` next to the repository).
 - ``ARGOS_LOADTEST_DETECT``: ``1`` adds ``POST /detect`` requests (a small share).
+- ``ARGOS_LOADTEST_API_KEY_FILE``: a file holding the key sent with every request, for a
+  server that requires infer keys.
 
 Every request is checked: images must get a 200 with predictions (or detections); bad
 input must get a 4xx, and anything else is counted as a failure.
@@ -20,7 +22,7 @@ from typing import Any
 from locust import FastHttpUser, between, events, task
 from locust.contrib.fasthttp import ResponseContextManager
 
-from loadtests.config import detect_enabled, images_dir
+from loadtests.config import auth_headers, detect_enabled, images_dir
 from service.formats import MEDIA_TYPES
 
 # Task weights: about 5 % bad input; detection, when enabled, about 3 %.
@@ -82,6 +84,7 @@ class ArgosUser(FastHttpUser):
     """One client sending photos as a photo app would, with some broken requests."""
 
     wait_time = between(0.05, 0.25)
+    default_headers = auth_headers()
 
     @task(WEIGHT_MULTIPART)
     def classify_multipart(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ArgosError(Exception):
     """Base class: a client-side problem with a message a person can act on."""
@@ -130,3 +132,12 @@ class ModelsChanging(ServiceUnavailable):
 
     code = "models_changing"
     retry_after_s = 5
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute file path cut to its last part, for replies to clients
+    (the full text belongs in the server's log)."""
+    return _ABSOLUTE_PATH.sub(r"\1", text)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[^/\s'\"`,;:()]+)+/([^/\s'\"`,;:()]+)")

@@ -31,7 +31,7 @@ from pathlib import Path
 logger = logging.getLogger("argos.keys")
 
 RELOAD_INTERVAL_S = 1.0
-"""How often a key file's metadata is looked at (a changed file is read again)."""
+"""How often a key file is read again, at most."""
 
 
 class Scope(StrEnum):
@@ -54,7 +54,7 @@ class ScopeKeys:
     path: Path | None
     clock: Callable[[], float] = time.monotonic
     _from_file: frozenset[bytes] = field(default=frozenset(), init=False)
-    _stamp: tuple[int, ...] | None = field(default=None, init=False)
+    _problem: str | None = field(default=None, init=False)
     _checked: float = field(default=float("-inf"), init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -69,21 +69,21 @@ class ScopeKeys:
         return self.fixed | self._from_file
 
     def _refresh(self, path: Path) -> None:
+        """Read the key file again, at most once per :data:`RELOAD_INTERVAL_S` (a small
+        file: reading it is cheaper and surer than asking whether it changed)."""
         now = self.clock()
         with self._lock:
             if now - self._checked < RELOAD_INTERVAL_S:
                 return
             self._checked = now
-            try:
-                status = path.stat()
-            except OSError:
-                stamp: tuple[int, ...] = ()
-            else:
-                stamp = (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
-            if stamp == self._stamp:
-                return
-            self._stamp = stamp
-            self._from_file = frozenset(digest(key) for key in _read_keys(path, self.scope))
+            keys, problem = _read_keys(path)
+            if problem != self._problem:
+                if problem:
+                    logger.warning("no %s key works: the key file %s", self.scope, problem)
+                else:
+                    logger.info("%s keys read from their key file", self.scope)
+                self._problem = problem
+            self._from_file = frozenset(map(digest, keys))
 
 
 class KeyRing:
@@ -123,18 +123,16 @@ class KeyRing:
         return held
 
 
-def _read_keys(path: Path, scope: Scope) -> list[str]:
-    """The keys in a file: one a line; blank lines and ``#`` comments skipped."""
+def _read_keys(path: Path) -> tuple[list[str], str | None]:
+    """The keys in a file (one a line; blank lines and ``#`` comments skipped), and what is
+    wrong with the file when it gives none."""
     try:
         text = path.read_text()
     except OSError as error:
-        logger.warning("no %s keys: cannot read the key file (%s)", scope, error.strerror)
-        return []
+        return [], f"cannot be read ({error.strerror})"
     keys = [line.strip() for line in text.splitlines()]
     keys = [key for key in keys if key and not key.startswith("#")]
-    if not keys:
-        logger.warning("no %s keys: the key file is empty, so no %s key works", scope, scope)
-    return keys
+    return keys, None if keys else "is empty"
 
 
 def listening_beyond_loopback() -> list[str]:

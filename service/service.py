@@ -27,12 +27,13 @@ from typing import TypeVar
 
 import bentoml
 
+from service import supervision
 from service.http import route_labels, transport
 from service.http.app import create_app
 from service.http.backend import Backend
 from service.http.readiness import ReadinessReasons
 from service.keys import KeyRing, Scope, listening_beyond_loopback
-from service.repository.control import ControlDir
+from service.repository.desired_state import ControlDir, share_with_workers
 from service.repository.serving import serve_models
 from service.repository.store import BentoStore, resolve_all
 from service.settings import get_settings
@@ -105,10 +106,11 @@ class Argos:
     """One worker: the models, their runners, and the API's view of them."""
 
     def __init__(self) -> None:
+        server_pid = supervision.die_with_server()
         _log_through_bentoml()
         worker_index = bentoml.server_context.worker_index or 1  # 1-based
         store = BentoStore()
-        control = ControlDir.for_server(settings.control_dir)
+        control = ControlDir.for_server(server_pid)
         models = resolve_all(store, settings.model_tags)
         controller = serve_models(settings, store, control, models, worker_index - 1)
         self.backend = Backend(settings, store, controller, tuple(models))
@@ -119,6 +121,13 @@ class Argos:
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).
         gc.collect()
         gc.freeze()
+
+    @bentoml.on_deployment
+    def prepare_server() -> None:
+        """In the ``bentoml serve`` process, before it starts the workers: their supervision
+        and their control folder."""
+        supervision.record_server()
+        share_with_workers(settings.control_dir)
 
     def __is_ready__(self) -> bool:
         return self.backend.is_ready()

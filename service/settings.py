@@ -7,10 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.inference.sessions import gpu_count
+from service.devices import gpu_count
 from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
 
 DEFAULT_MODEL = "imagenet-mobilenetv2"
@@ -36,10 +36,17 @@ class Settings(BaseSettings):
     )
     control_dir: Path | None = Field(
         None,
-        description="folder where the workers agree on the loaded models; default: one per "
-        "server under the temporary folder",
+        description="folder under which each server makes a private folder (mode 0700) where "
+        "its workers agree on the loaded models; refused when another user owns it or others "
+        "may write to it without the sticky bit; default: the temporary folder",
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0, le=512 * 1024 * 1024)
+    max_buffered_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="bytes of request bodies a worker holds at once (read, or being read, and "
+        "not yet answered); more are refused with 503 and Retry-After",
+    )
     max_image_pixels: int = Field(
         50_000_000, gt=0, le=500_000_000, description="decompression-bomb guard"
     )
@@ -230,6 +237,24 @@ class Settings(BaseSettings):
         if delay_us < 0:
             delay_us = 2000 if self.uses_gpu else 0
         return delay_us / 1e6
+
+    model_load_timeout_s: float = Field(
+        45,
+        gt=0,
+        le=3600,
+        description="longest a load or unload request waits for every worker to apply it "
+        "(503 models_changing after; the change goes on); below ARGOS_REQUEST_TIMEOUT_S, so "
+        "that the request ends with this answer rather than BentoML's 504",
+    )
+
+    @model_validator(mode="after")
+    def _model_load_within_request(self) -> Settings:
+        if self.model_load_timeout_s >= self.request_timeout_s:
+            raise ValueError(
+                f"ARGOS_MODEL_LOAD_TIMEOUT_S ({self.model_load_timeout_s:g}) must be below "
+                f"ARGOS_REQUEST_TIMEOUT_S ({self.request_timeout_s:g})"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--url", default="http://localhost:3000", help="Argos server base URL")
     parser.add_argument("--model", help="one of the server's models (default: its default)")
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the key for a server that needs infer keys (kept out of the "
+        "process list, unlike a flag)",
+    )
     parser.add_argument("--policy", type=Path, required=True, help="policy YAML file")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--watch", type=Path, metavar="DIR", help="folder to watch for new images")
@@ -116,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     driver = make_driver(args, parser)
     source = make_source(args, parser)
     audit = AuditLog(args.audit_log) if args.audit_log else None
-    with ArgosClient(args.url, timeout=args.timeout, model=args.model) as client:
+    try:
+        api_key = args.api_key_file.read_text().strip() if args.api_key_file else None
+    except OSError as exc:
+        print(f"argos-petdoor: --api-key-file: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    with ArgosClient(args.url, timeout=args.timeout, model=args.model, api_key=api_key) as client:
         try:
             check_names(policy, client.model_card())
         except PolicyError as exc:

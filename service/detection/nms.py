@@ -1,6 +1,6 @@
 """Greedy non-maximum suppression over ``[x0, y0, x1, y1]`` boxes, vectorised with numpy.
 
-Box area is ``(x1 - x0) * (y1 - y0)`` (exclusive corners, as in ``service.windows``).
+Box area is ``(x1 - x0) * (y1 - y0)`` (exclusive corners, as in :mod:`service.detection.windows`).
 
 Two overlap metrics:
 

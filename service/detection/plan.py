@@ -1,6 +1,6 @@
-"""Sliding-window detection: windows → per-window class scores → merged boxes.
+"""Planning a detection: which windows, at which scale, and the inputs each needs.
 
-Two ways to score windows, one result format:
+The windows are scored in one of two ways (:mod:`service.detection.scoring`):
 
 - ``exact``: every window is cropped and preprocessed like a ``/classify`` upload and goes
   through the full classifier (in fixed-size chunks);
@@ -26,7 +26,8 @@ from service.preprocessing import center_crop_box, resize_to_input
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """One window size: its windows, and for dense mode the scaled image and cells."""
+    """One window size: its windows, and the factor that scales the image so that one of
+    them becomes one model input (dense mode)."""
 
     boxes: np.ndarray
     factor: float  # scaled-image pixels per original pixel

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 
 from service.errors import NotReady
+from service.http.uploads import UploadBudget, UploadLease
 from service.inference.admission import Admission
 from service.inference.model import ServedModel
 from service.inference.pipeline import Pipeline
@@ -23,7 +24,8 @@ MODEL_HEADER = "X-Argos-Model"
 
 @dataclass
 class Backend:
-    """One worker's models, settings, admission control and inference pipeline."""
+    """One worker's models, settings, admission control, inference pipeline and the budget
+    of upload bytes it holds."""
 
     settings: Settings
     store: ModelStore
@@ -33,10 +35,12 @@ class Backend:
     while it serves every one of them."""
     admission: Admission = field(init=False)
     pipeline: Pipeline = field(init=False)
+    uploads: UploadBudget = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.settings.max_inflight)
         self.pipeline = Pipeline(self.settings, self.admission)
+        self.uploads = UploadBudget(self.settings.max_buffered_bytes)
 
     @property
     def models(self) -> Registry[ServedModel]:
@@ -75,6 +79,16 @@ async def get_backend(request: Request) -> Backend:
 
 
 CurrentBackend = Annotated[Backend, Depends(get_backend)]
+
+
+async def upload_lease(backend: CurrentBackend) -> AsyncIterator[UploadLease]:
+    """Dependency: the request's share of the worker's upload bytes, held until it is
+    answered."""
+    with backend.uploads.lease() as lease:
+        yield lease
+
+
+Uploads = Annotated[UploadLease, Depends(upload_lease)]
 
 
 async def leased_model(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from service.card import ModelCard
 from service.errors import InvalidParameter
 from service.http.auth import INFER
-from service.http.backend import CurrentBackend, LeasedModel
+from service.http.backend import CurrentBackend, LeasedModel, Uploads
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
@@ -30,6 +30,7 @@ async def classify(
     request: Request,
     backend: CurrentBackend,
     model: LeasedModel,
+    uploads: Uploads,
     top_k_: Annotated[
         int | None,
         Query(
@@ -46,7 +47,7 @@ async def classify(
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
-    data = await read_image_upload(request, backend.settings.max_upload_bytes)
+    data = await read_image_upload(request, backend.settings.max_upload_bytes, uploads)
     result = await backend.pipeline.classify(model, [data], endpoint="classify")
     probabilities, times = result.probabilities[0], result.times
     predictions = top_k(probabilities, card.labels, top_k_)

@@ -1,16 +1,27 @@
 """Getting image bytes out of a request: a multipart ``image`` field or a raw body.
 
 Both are read from the request stream, chunked or not, and counted as they arrive: a body
-over the cap is refused as soon as the cap is passed, and nothing is spooled to disk.
+over the cap is refused as soon as the cap is passed, and nothing is spooled to disk. Every
+byte read is charged to the worker's :class:`UploadBudget` until the request is answered,
+so that many uploads at once cost bounded memory.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from service.errors import EmptyBody, MissingImage, PayloadTooLarge, UnsupportedMediaType
+from service.errors import (
+    EmptyBody,
+    MissingImage,
+    Overloaded,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 IMAGE_FIELD = "image"
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -22,7 +33,44 @@ _HOW_TO_SEND = (
 )
 
 
-async def read_image_upload(request: Request, max_bytes: int) -> bytes:
+class UploadBudget:
+    """The bytes of request bodies a worker holds at once: read, or being read, and not yet
+    answered. Single event-loop use."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    @contextmanager
+    def lease(self) -> Iterator[UploadLease]:
+        """What one request holds, given back when it is answered."""
+        lease = UploadLease(self)
+        try:
+            yield lease
+        finally:
+            self.held -= lease.held
+
+
+class UploadLease:
+    """One request's share of the :class:`UploadBudget`."""
+
+    def __init__(self, budget: UploadBudget) -> None:
+        self._budget = budget
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        """Charge ``size`` more bytes, or refuse the request with a 503."""
+        budget = self._budget
+        if budget.held + size > budget.limit:
+            raise Overloaded(
+                f"the server holds {budget.held:,} bytes of uploads, its limit is "
+                f"{budget.limit:,}; retry shortly"
+            )
+        budget.held += size
+        self.held += size
+
+
+async def read_image_upload(request: Request, max_bytes: int, lease: UploadLease) -> bytes:
     """The uploaded image's bytes; raises an :class:`ArgosError` saying what was wrong."""
     declared = request.headers.get("content-length", "")
     if (
@@ -34,9 +82,9 @@ async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        data = await _read_form_field(request, content_type, max_bytes)
+        data = await _read_form_field(request, content_type, max_bytes, lease)
     elif media_type.startswith("image/") or media_type == "application/octet-stream":
-        data = await read_body(request, max_bytes)
+        data = await read_body(request, max_bytes, lease)
     elif not media_type:
         raise UnsupportedMediaType(f"the request has no Content-Type; {_HOW_TO_SEND}")
     else:
@@ -46,17 +94,20 @@ async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: Request, max_bytes: int, lease: UploadLease) -> bytes:
     """The whole body, refused with 413 as soon as it passes ``max_bytes``."""
     data = bytearray()
     async for chunk in request.stream():
+        lease.take(len(chunk))
         data += chunk
         if len(data) > max_bytes:
             raise PayloadTooLarge(_too_large(len(data), max_bytes, at_least=True))
     return bytes(data)
 
 
-async def _read_form_field(request: Request, content_type: str, max_bytes: int) -> bytes:
+async def _read_form_field(
+    request: Request, content_type: str, max_bytes: int, lease: UploadLease
+) -> bytes:
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
@@ -64,6 +115,7 @@ async def _read_form_field(request: Request, content_type: str, max_bytes: int) 
     form = ImageFieldReader(boundary, max_bytes)
     received = 0
     async for chunk in request.stream():
+        lease.take(len(chunk))
         received += len(chunk)
         if received > max_bytes + FORM_OVERHEAD_BYTES:
             raise PayloadTooLarge(_too_large(received, max_bytes, at_least=True))

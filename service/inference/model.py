@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
+from service.devices import gpu_count
 from service.inference.batcher import Scheduler
 from service.inference.runner import Runner
-from service.inference.sessions import OnnxModel, gpu_count
+from service.inference.sessions import OnnxModel
 from service.settings import Settings
 
 logger = logging.getLogger("argos.model")

@@ -108,9 +108,6 @@ class Runner:
             self._wakeup.notify()
         return await call.future
 
-    def queued(self) -> int:
-        return len(self._scheduler)
-
     def close(self) -> None:
         """Refuse new work; queued work still runs, then the thread ends."""
         with self._wakeup:

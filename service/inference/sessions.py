@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from service.devices import gpu_count
+
 logger = logging.getLogger("argos.runtime")
 
 _GPU_PROVIDERS = ("CUDAExecutionProvider",)
-
-
-@cache
-def gpu_count() -> int:
-    """Number of NVIDIA GPUs the driver reports; 0 when there is no driver."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return int(pynvml.nvmlDeviceGetCount())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return 0
 
 
 def choose_providers(requested: Sequence[str] | None = None) -> list[str]:

@@ -4,7 +4,8 @@ desired state."""
 from __future__ import annotations
 
 from service.inference.model import ServedModel
-from service.repository.control import ControlDir, Controller
+from service.repository.control import Controller
+from service.repository.desired_state import ControlDir
 from service.repository.registry import Registry
 from service.repository.store import ModelStore
 from service.settings import Settings

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Protocol
 
 import bentoml
 from bentoml.exceptions import BentoMLException
 
-from service.errors import UnknownModel
+from service.errors import UnknownModel, without_paths
+
+logger = logging.getLogger("argos.repository")
 
 
 class ModelStore(Protocol):
@@ -33,7 +36,9 @@ class BentoStore:
         try:
             model = bentoml.models.get(tag)
         except (BentoMLException, ValueError) as error:
-            raise UnknownModel(f"the model store has no {tag!r} ({error})") from None
+            logger.info("the model store has no %r: %s", tag, error)
+            reason = without_paths(str(error))
+            raise UnknownModel(f"the model store has no {tag!r} ({reason})") from None
         return model.tag.name, model.tag.version
 
     def stored(self) -> list[tuple[str, str]]:

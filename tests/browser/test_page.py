@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from tests.conftest import argos_server
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +76,32 @@ def test_a_bad_top_k_gets_the_servers_message(page: Page, argos_url: str, images
     page.fill("#top-k", "5000")
     page.set_input_files("#file", images / "cat.bmp")
     expect(page.locator("#error")).to_contain_text("422 invalid_parameter: top_k must be at most")
+
+
+PAGE_KEY = "infer-key-typed-into-the-page"
+
+
+@pytest.fixture(scope="module")
+def keyed_url(default_model: str) -> Iterator[str]:
+    """A server whose inference needs a key."""
+    with argos_server(default_model, infer_keys=PAGE_KEY) as url:
+        yield url
+
+
+def test_a_server_with_keys_asks_for_one_and_the_tab_keeps_it(
+    page: Page, keyed_url: str, images: Path
+) -> None:
+    page.goto(f"{keyed_url}/")
+    expect(page.locator("#key-form")).to_be_visible()
+    page.set_input_files("#file", images / "cat.bmp")
+    expect(page.locator("#key-message")).to_have_text("This server needs an API key.")
+    page.fill("#key", "a-wrong-key")
+    page.click("#key-form button")
+    expect(page.locator("#key-message")).to_contain_text("refused")
+    page.fill("#key", PAGE_KEY)
+    page.click("#key-form button")
+    expect(page.locator("#predictions .label").first).to_have_text("Egyptian_cat")
+    expect(page.locator("#model-name")).to_contain_text("1000 labels")
+    expect(page.locator("#key-form")).to_be_hidden()
+    stored = page.evaluate("[sessionStorage.getItem('argos-api-key'), localStorage.length]")
+    assert stored == [PAGE_KEY, 0]

@@ -1,5 +1,6 @@
-"""One real server with three models: /classify?model=, the Open Inference Protocol from the
-stock ``tritonclient``, and unload, load and rollback while other clients keep classifying."""
+"""One real server with three models and API keys: /classify?model=, the Open Inference
+Protocol from the stock ``tritonclient``, unload, load and rollback while other clients keep
+classifying, and the keys as an attacker on the same network would meet them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 import yaml
+from tritonclient._plugin import InferenceServerClientPlugin
 from tritonclient.utils import InferenceServerException
 
 from clients.http import ArgosClient
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.integration
 PETS_TAG = os.environ.get("ARGOS_PETS_MODEL", "pets:latest")
 PETS_VERSIONS = ("1", "2")
 MODELS = "imagenet-mobilenetv2:latest,pets:latest,doggy-door:latest"
+INFER_KEY, ADMIN_KEY = "infer-key-of-the-e2e-tests", "admin-key-of-the-e2e-tests"
+INFER = {"Authorization": f"Bearer {INFER_KEY}"}
 
 
 def add_version(models: Path, source: Path, name: str, version: str) -> None:
@@ -65,11 +69,36 @@ def model_home(
 
 
 @pytest.fixture(scope="module")
-def url(model_home: Path) -> Iterator[str]:
+def key_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("keys")
+    files = {"infer": folder / "infer", "admin": folder / "admin"}
+    files["infer"].write_text(f"{INFER_KEY}\n{ADMIN_KEY}\n")  # the admin may classify too
+    files["admin"].write_text(f"{ADMIN_KEY}\n")
+    return files
+
+
+@pytest.fixture(scope="module")
+def url(model_home: Path, key_files: dict[str, Path]) -> Iterator[str]:
+    settings = {
+        "ARGOS_MODELS": MODELS,
+        "ARGOS_WORKERS": "2",
+        "ARGOS_INFER_KEYS_FILE": str(key_files["infer"]),
+        "ARGOS_ADMIN_KEYS_FILE": str(key_files["admin"]),
+    }
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BENTOML_HOME", str(model_home))
-        with local_server({"ARGOS_MODELS": MODELS, "ARGOS_WORKERS": "2"}) as server:
+        with local_server(settings) as server:
             yield server.url
+
+
+class BearerKey(InferenceServerClientPlugin):
+    """Sends a key with every tritonclient request."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, request) -> None:
+        request.headers["Authorization"] = f"Bearer {self.key}"
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +112,11 @@ def classify(http: httpx.Client, photo: bytes, model: str | None = None) -> http
                      headers={"Content-Type": "image/jpeg"})  # fmt: skip
 
 
-def tritonclient(url: str) -> triton.InferenceServerClient:
-    return triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=60)
+def tritonclient(url: str, key: str = ADMIN_KEY) -> triton.InferenceServerClient:
+    """The stock client, sending ``key`` (by default one with both scopes' keys)."""
+    client = triton.InferenceServerClient(url.removeprefix("http://"), network_timeout=60)
+    client.register_plugin(BearerKey(key))
+    return client
 
 
 def images_input(*photos: bytes) -> triton.InferInput:
@@ -101,7 +133,7 @@ def wait_for_more(replies: list, more: int = 3, timeout_s: float = 30) -> None:
 
 
 def test_models_lists_the_three_and_model_picks_one(url: str, photo: bytes) -> None:
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=INFER) as http:
         served = http.get("/models").json()
         assert served["default"] == "imagenet-mobilenetv2"
         assert [(m["name"], m["state"]) for m in served["models"]] == [
@@ -129,7 +161,7 @@ def test_tritonclient_infers_doggy_door_as_classify_does(url: str, photo: bytes)
     )
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (2, 2)
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=INFER) as http:
         reply = classify(http, photo, "doggy-door").json()
     scores = {p["index"]: p["score"] for p in reply["predictions"]}
     assert probabilities[0].tolist() == pytest.approx([scores[0], scores[1]], abs=1e-6)
@@ -159,7 +191,7 @@ def test_unload_load_and_rollback_without_a_failed_request(url: str, photo: byte
     pets_replies: list[tuple[int, str]] = []
 
     def keep_classifying(model: str | None, replies: list) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, timeout=60, headers=INFER) as http:
             while not stop.is_set():
                 reply = classify(http, photo, model)
                 version = reply.json().get("model", {}).get("version", "")
@@ -194,7 +226,7 @@ def test_unload_load_and_rollback_without_a_failed_request(url: str, photo: byte
     versions = [version for _, version in pets_replies]
     assert versions[0] == PETS_VERSIONS[-1] and versions[-1] == PETS_VERSIONS[0]
     assert not client.is_model_ready("pets", PETS_VERSIONS[-1])
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers=INFER) as http:
         versions = [(m["name"], m["version"]) for m in http.get("/models").json()["models"]]
     assert ("pets", PETS_VERSIONS[0]) in versions and ("pets", PETS_VERSIONS[-1]) not in versions
 
@@ -206,11 +238,76 @@ def test_the_pet_door_uses_doggy_door_from_the_server_that_serves_imagenet(
     policy.write_text("allow: [bo]\ndeny: []\ndebounce_frames: 1\n")
     audit = tmp_path / "audit.jsonl"
     bo = shared_dir / "data" / "doggy_door" / "bo" / "bo_1.jpg"
+    key_file = tmp_path / "key"
+    key_file.write_text(INFER_KEY)
     arguments = ["--url", url, "--model", "doggy-door", "--policy", str(policy), "--file", str(bo)]
+    arguments += ["--api-key-file", str(key_file)]
     assert petdoor([*arguments, "--once", "--audit-log", str(audit), "--timeout", "60"]) == 0
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     (record,) = [record for record in records if "top" in record]
     assert {entry["label"] for entry in record["top"]} == {"bo", "not_bo"}
-    with ArgosClient(url, timeout=60, model="doggy-door") as client:
+    with ArgosClient(url, timeout=60, model="doggy-door", api_key=INFER_KEY) as client:
         assert client.model_card().labels == ["bo", "not_bo"]
         assert client.classify(bo, top_k=1).predictions[0].label == record["top"][0]["label"]
+
+
+def test_without_a_key_nothing_is_served_or_changed(url: str, photo: bytes) -> None:
+    with httpx.Client(base_url=url, timeout=60) as anonymous:
+        assert classify(anonymous, photo).status_code == 401
+        assert anonymous.post("/v2/repository/index").status_code == 401
+        assert anonymous.get("/readyz").status_code == 200  # probes need no key
+    with pytest.raises(InferenceServerException) as refused:
+        tritonclient(url, INFER_KEY).unload_model("pets")
+    assert refused.value.status() == "403"
+
+
+def test_a_cross_site_simple_post_unloads_nothing(url: str) -> None:
+    """What any web page an operator opens could send: no key, text/plain, foreign Origin."""
+    simple = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+    with httpx.Client(base_url=url, timeout=60) as browser:
+        for path in ("imagenet-mobilenetv2/unload", "pets/unload", "cats/load"):
+            reply = browser.post(f"/v2/repository/models/{path}", content=b"{}", headers=simple)
+            assert reply.status_code in (401, 403), reply.text
+            assert "access-control-allow-origin" not in reply.headers
+    assert tritonclient(url).is_model_ready("imagenet-mobilenetv2")
+    assert tritonclient(url).is_server_ready()
+
+
+def test_unloading_the_default_model_turns_readiness_off_within_a_second(url: str) -> None:
+    client = tritonclient(url)
+    client.unload_model("imagenet-mobilenetv2")
+    try:
+        unloaded = time.monotonic()
+        with httpx.Client(base_url=url, timeout=10) as http:
+            while (probe := http.get("/readyz")).status_code == 200:
+                assert time.monotonic() - unloaded < 1, "/readyz stayed 200"
+            probes = [http.get("/readyz") for _ in range(8)]  # both workers
+            assert {reply.status_code for reply in probes} == {503}
+            assert "imagenet-mobilenetv2" in " ".join(probe.json()["reasons"])
+            assert http.get("/v2/health/ready").status_code == 503
+            assert http.get("/models", headers=INFER).json()["default"] is None
+    finally:
+        client.load_model("imagenet-mobilenetv2")
+    assert client.is_server_ready()
+
+
+def test_keys_rotate_without_a_restart(url: str, key_files: dict[str, Path]) -> None:
+    rotated = "infer-key-after-rotation"
+
+    def status(key: str) -> int:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            reply = http.get("/v2/models/pets/ready", headers={"Authorization": f"Bearer {key}"})
+        return reply.status_code
+
+    original = key_files["infer"].read_text()
+    key_files["infer"].write_text(f"{rotated}\n{ADMIN_KEY}\n")
+    try:
+        deadline = time.monotonic() + 5
+        while True:  # six of each reach both workers
+            statuses = [(status(rotated), status(INFER_KEY)) for _ in range(6)]
+            if set(statuses) == {(200, 401)}:
+                break
+            assert time.monotonic() < deadline, f"not rotated on every worker in 5 s: {statuses}"
+            time.sleep(0.2)
+    finally:
+        key_files["infer"].write_text(original)

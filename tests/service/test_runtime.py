@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.sessions import OnnxModel, choose_providers, gpu_count
+from service.devices import gpu_count
+from service.inference.sessions import OnnxModel, choose_providers
 from service.postprocess import group_scores, top_k
 from tests.service.test_card import make_card
 from tests.service.tiny_model import write_tiny_classifier

@@ -5,12 +5,40 @@
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
 
+const KEY_STORAGE = "argos-api-key"; // sessionStorage: this tab only, gone when it closes
+
 let photo = null; // the File being shown
 let photoUrl = null;
 let heatmapUrl = null;
 
 /** A 4xx/5xx reply or a failed fetch, with the message to show. */
 class RequestFailed extends Error {}
+
+/** fetch() with the tab's API key, if one was given; a 401 asks for a key. */
+async function call(url, options = {}) {
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  const reply = await fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) } });
+  if (reply.status === 401) askForKey(key !== null);
+  return reply;
+}
+
+function askForKey(rejected) {
+  $("key-message").textContent = rejected
+    ? "The key was refused. Enter a valid key for this server."
+    : "This server needs an API key.";
+  $("key-form").hidden = false;
+  $("key").focus();
+}
+
+function useKey(event) {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_STORAGE, $("key").value.trim());
+  $("key").value = "";
+  $("key-form").hidden = true;
+  loadModels();
+  classify();
+}
 
 async function send(path, params, file) {
   const body = new FormData();
@@ -21,7 +49,7 @@ async function send(path, params, file) {
   const started = performance.now();
   let reply;
   try {
-    reply = await fetch(`${path}?${query}`, { method: "POST", body });
+    reply = await call(`${path}?${query}`, { method: "POST", body });
   } catch (error) {
     throw new RequestFailed(`Argos could not be reached (${error.message}).`);
   }
@@ -173,7 +201,7 @@ function choose(file) {
 }
 
 async function loadModels() {
-  const reply = await fetch("models");
+  const reply = await call("models");
   if (reply.ok) {
     const body = await reply.json();
     const names = (Array.isArray(body) ? body : body.models || []).map((m) => m.name || m);
@@ -187,7 +215,7 @@ async function loadModels() {
 
 async function describeModel() {
   const query = $("model").value ? `?model=${encodeURIComponent($("model").value)}` : "";
-  const reply = await fetch(`model${query}`);
+  const reply = await call(`model${query}`);
   if (!reply.ok) return;
   const card = await reply.json();
   $("model-name").textContent = `${card.name}:${card.version}, ${card.labels.length} labels`;
@@ -201,6 +229,7 @@ function setUp() {
   $("camera").addEventListener("change", (event) => choose(event.target.files[0]));
   $("top-k").addEventListener("change", classify);
   $("detect").addEventListener("click", detect);
+  $("key-form").addEventListener("submit", useKey);
   $("model").addEventListener("change", () => {
     describeModel();
     clearDetection();

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from service.errors import PayloadTooLarge, UnsupportedMediaType
-from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
+from service.http.uploads import FORM_OVERHEAD_BYTES, UploadLease, read_body
 from service.http.v2.errors import InvalidTensor, describe
 from service.http.v2.schemas import (
     InferenceRequest,
@@ -92,36 +92,23 @@ class EncodedResponse:
 async def read_request(
     request: Request,
     max_upload_bytes: int,
+    lease: UploadLease,
     *,
     max_images: int,
-    in_thread: Callable[..., Awaitable[DecodedRequest]],
+    in_thread: Callable[..., Awaitable[Any]],
 ) -> DecodedRequest:
     """Read, inflate and split an inference request; the body may hold ``max_upload_bytes``
     of images plus the JSON object's framing. Inflating and parsing run through
     ``in_thread``, off the event loop."""
     max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
-    body = await read_body(request, max_body_bytes)
+    sent = await read_body(request, max_body_bytes, lease)
+    encoding = request.headers.get("content-encoding")
+    body = sent if encoding is None else await in_thread(decompress, sent, encoding, max_body_bytes)
+    if body is not sent:
+        lease.take(len(body))
     return await in_thread(
-        decode_body,
-        body,
-        request.headers.get("content-encoding"),
-        request.headers.get(INFERENCE_HEADER),
-        max_body_bytes=max_body_bytes,
-        max_images=max_images,
+        parse_request, body, request.headers.get(INFERENCE_HEADER), max_images=max_images
     )
-
-
-def decode_body(
-    body: bytes,
-    content_encoding: str | None,
-    header_length: str | None,
-    *,
-    max_body_bytes: int,
-    max_images: int,
-) -> DecodedRequest:
-    """Inflate and split a request body (CPU-bound for large bodies)."""
-    body = decompress(body, content_encoding, max_body_bytes)
-    return parse_request(body, header_length, max_images=max_images)
 
 
 def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:

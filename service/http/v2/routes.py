@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
 from service.errors import InvalidParameter
 from service.http.auth import ADMIN, INFER, PUBLIC
-from service.http.backend import MODEL_HEADER, Backend, CurrentBackend
-from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, read_body
+from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, Uploads
+from service.http.uploads import FORM_OVERHEAD_BYTES, IMAGE_FIELD, UploadLease, read_body
 from service.http.v2 import codec
 from service.http.v2.errors import ProtocolRoute, UnknownEndpoint, describe
 from service.http.v2.schemas import (
@@ -143,7 +143,11 @@ async def model_ready(
     dependencies=[INFER],
 )
 async def infer(
-    request: Request, backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+    request: Request,
+    backend: CurrentBackend,
+    uploads: Uploads,
+    name: ModelName,
+    version: ModelVersion | None = None,
 ) -> Response:
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
@@ -153,6 +157,7 @@ async def infer(
         decoded = await codec.read_request(
             request,
             backend.settings.max_upload_bytes,
+            uploads,
             max_images=pipeline.max_images,
             in_thread=pipeline.in_thread,
         )
@@ -174,9 +179,11 @@ async def infer(
 
 
 @router.post("/repository/index", response_model=list[RepositoryModel], dependencies=[ADMIN])
-async def repository_index(request: Request, backend: CurrentBackend) -> list[RepositoryModel]:
+async def repository_index(
+    request: Request, backend: CurrentBackend, uploads: Uploads
+) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
-    query = _parse(RepositoryIndexRequest, await _small_body(request))
+    query = _parse(RepositoryIndexRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
     states = backend.controller.status().models
     index = []
     for name, stored_version in await asyncio.to_thread(backend.store.stored):
@@ -195,25 +202,29 @@ async def repository_index(request: Request, backend: CurrentBackend) -> list[Re
 
 
 @router.post("/repository/models/{tag}/load", response_model=RepositoryModel, dependencies=[ADMIN])
-async def load(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
+async def load(
+    request: Request, backend: CurrentBackend, uploads: Uploads, tag: TagInPath
+) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker; it
     becomes the model's default version. Versions loaded before stay loaded."""
-    options = await _repository_request(request)
+    options = await _repository_request(request, uploads)
     name, wanted = _split_tag(tag, options)
     name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
-    await backend.controller.load(name, version, backend.settings.request_timeout_s)
+    await backend.controller.load(name, version, backend.settings.model_load_timeout_s)
     return RepositoryModel(name=name, version=version, state=READY)
 
 
 @router.post(
     "/repository/models/{tag}/unload", response_model=RepositoryModel, dependencies=[ADMIN]
 )
-async def unload(request: Request, backend: CurrentBackend, tag: TagInPath) -> RepositoryModel:
+async def unload(
+    request: Request, backend: CurrentBackend, uploads: Uploads, tag: TagInPath
+) -> RepositoryModel:
     """Unload one version (``name:version`` or ``parameters.version``) or every version of a
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
-    options = await _repository_request(request)
+    options = await _repository_request(request, uploads)
     name, wanted = _split_tag(tag, options)
-    await backend.controller.unload(name, wanted, backend.settings.request_timeout_s)
+    await backend.controller.unload(name, wanted, backend.settings.model_load_timeout_s)
     return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
 
 
@@ -240,12 +251,8 @@ def _parse(schema: type[Message], body: bytes) -> Message:
         raise InvalidParameter(f"the body is not a {schema.__name__}: {describe(error)}") from None
 
 
-async def _small_body(request: Request) -> bytes:
-    return await read_body(request, FORM_OVERHEAD_BYTES)
-
-
-async def _repository_request(request: Request) -> RepositoryRequest:
-    options = _parse(RepositoryRequest, await _small_body(request))
+async def _repository_request(request: Request, uploads: UploadLease) -> RepositoryRequest:
+    options = _parse(RepositoryRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
     unsupported = sorted(
         key for key in options.parameters if key == "config" or key.startswith("file:")
     )

@@ -12,7 +12,7 @@ from service.card import ONNX_FILENAME, sha256_of
 from service.errors import UnknownModel
 from service.http.app import create_app
 from service.http.backend import Backend
-from service.repository.control import ControlDir
+from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
 from tests.service.test_card import make_card

@@ -172,3 +172,20 @@ def test_a_request_holds_no_place_while_its_body_arrives(make_client: MakeClient
     reply = client.post("/classify", content=body(), headers={"Content-Type": "image/png"})
     assert reply.status_code == 200, reply.text
     assert len(seen_while_reading) > 1 and set(seen_while_reading) == {0}
+
+
+def test_uploads_held_at_once_are_bounded_in_bytes(make_client: MakeClient) -> None:
+    """Bodies are read before admission, so the bytes they hold have a budget of their own."""
+    client = make_client(max_buffered_bytes=4096)
+    budget = client.app.state.backend.uploads
+    photo = {"content": png((9, 9, 9)), "headers": {"Content-Type": "image/png"}}
+    with budget.lease() as other_upload:
+        other_upload.take(budget.limit - 10)
+        refused = client.post("/classify", **photo)
+        big = client.post("/v2/models/colours/infer", content=b"{" + b" " * 100 + b"}")
+    assert refused.status_code == big.status_code == 503
+    assert "bytes of uploads" in refused.json()["detail"]
+    assert refused.headers["Retry-After"]
+    assert budget.held == 0
+    assert client.post("/classify", **photo).status_code == 200
+    assert budget.held == 0

@@ -26,6 +26,8 @@ class FakeModel:
 def load(name: str, version: str) -> FakeModel:
     if version == "broken":
         raise ValueError("model.onnx has sha256 0000, the card says 1111")
+    if version == "missing":
+        raise FileNotFoundError(2, "No such file", f"/srv/argos/models/{name}/{version}/card.json")
     return FakeModel(card(name, version))
 
 
