@@ -14,6 +14,7 @@ from service.devices import gpu_count
 from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
 
 DEFAULT_MODEL = "imagenet-mobilenetv2"
+ADMISSION_SHARE_OF_QUEUE_TIMEOUT = 0.8
 
 
 class Settings(BaseSettings):
@@ -78,11 +79,12 @@ class Settings(BaseSettings):
         "0: never wait; -1: 0 on CPU, 2000 on GPU",
     )
     max_inflight: int = Field(
-        16,
+        64,
         ge=1,
         le=100_000,
-        description="inference requests a worker holds at once (reading, preprocessing, "
-        "queued, running); more are refused with 503 and Retry-After",
+        description="images (or detection requests) a worker holds at once once their bodies "
+        "are read (preprocessing, queued, running), a hard cap beside the admission budget; "
+        "more are refused with 503 and Retry-After",
     )
     queue_timeout_ms: int = Field(
         1000,
@@ -226,6 +228,12 @@ class Settings(BaseSettings):
         if self.inference_threads:
             return self.inference_threads
         return max(1, len(os.sched_getaffinity(0)) // self.worker_count)
+
+    @property
+    def admission_budget_s(self) -> float:
+        """Expected runner seconds of work a worker admits: most of the queue timeout, the
+        rest left for preprocessing, so that what is admitted is run in time."""
+        return ADMISSION_SHARE_OF_QUEUE_TIMEOUT * self.queue_timeout_ms / 1000
 
     @property
     def batch_size(self) -> int:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from service.detection.merge import Detection, WindowScores, class_scores, select
 from service.detection.params import DetectParams
-from service.detection.plan import plan, targets
+from service.detection.plan import plan, targets, work_in_images
 from service.detection.scoring import dense_steps, exact_steps
 from service.errors import InvalidParameter
 from service.inference.model import ServedModel
@@ -40,14 +40,13 @@ async def detect(
     if params.mode == "dense" and model.dense is None:
         raise InvalidParameter(f"{card.tag} has no dense backbone/head graphs; use mode=exact")
     wanted = targets(card, params.classes)
-
-    def check_window_count(image: Image.Image) -> None:
-        """Refuse too many windows from the header's size (the same upright)."""
-        plan(image.width, image.height, params, spec, settings.detect_max_windows)
-
     started = time.perf_counter()
-    with pipeline.admitted(1):
-        rgb = await pipeline.open_rgb(data, check_window_count)
+    image = await pipeline.open(data)
+    # The window count and the work are known from the header's size (the same upright).
+    planned = plan(image.width, image.height, params, spec, settings.detect_max_windows)
+    work = work_in_images(planned, image.width, image.height, params.mode, spec)
+    with pipeline.admitted(model, 1, work):
+        rgb = await pipeline.decode(image)
         scales = plan(rgb.width, rgb.height, params, spec, settings.detect_max_windows)
         boxes = np.concatenate([scale.boxes for scale in scales])
         queued = time.perf_counter()

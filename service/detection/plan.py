@@ -98,3 +98,15 @@ def input_regions(boxes: np.ndarray, factor: float, spec: Preprocessing) -> np.n
     if spec.resize == "center_crop":
         boxes = np.array([center_crop_box(tuple(map(float, box)), spec) for box in boxes])
     return np.asarray(boxes, dtype=np.float64) * factor
+
+
+def work_in_images(
+    scales: list[Scale], width: int, height: int, mode: str, spec: Preprocessing
+) -> float:
+    """A detection's inference work on a ``width`` x ``height`` image, in model inputs'
+    worth of backbone: one per window in exact mode; in dense mode each scaled image's area
+    over one input's (the head's work is small beside it)."""
+    if mode == "exact":
+        return float(sum(len(scale.boxes) for scale in scales))
+    scaled_area = sum(width * height * scale.factor**2 for scale in scales)
+    return scaled_area / (spec.width * spec.height)

@@ -38,7 +38,9 @@ class Backend:
     uploads: UploadBudget = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = Admission(self.settings.max_inflight)
+        self.admission = Admission(
+            self.settings.max_inflight, budget_s=self.settings.admission_budget_s
+        )
         self.pipeline = Pipeline(self.settings, self.admission)
         self.uploads = UploadBudget(self.settings.max_buffered_bytes)
 

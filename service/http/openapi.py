@@ -113,7 +113,7 @@ ERROR_EXAMPLES: dict[int, dict[str, dict[str, str]]] = {
     503: {
         "overloaded": {
             "error": "overloaded",
-            "detail": "the server holds 16 of 16 images or jobs and this request needs 1; "
+            "detail": "the server holds 64 of 64 images or jobs and this request needs 1; "
             "retry shortly",
         },
         "shutting_down": {

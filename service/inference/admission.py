@@ -2,9 +2,13 @@
 it drains.
 
 Work is counted in the unit the inference queue counts: one image to classify, or one
-detection job. A request is admitted once its body is in hand and decoded, so a slow
-upload holds no place while it trickles in, and a request of eight images takes eight.
-Overload becomes fast 503s instead of a growing queue. Their ``Retry-After`` grows with
+detection job. A request is admitted once its body is in hand, so a slow upload holds no
+place while it trickles in, and a request of eight images takes eight. Each request also
+brings its expected cost (the runner's measured seconds per image, times its images), and
+a worker admits work only while what it holds can be run within its queue budget, so a
+busy worker refuses at once what it could not finish in time, whatever the requests
+cost; the place count stays as a hard cap. Overload becomes fast 503s instead of a growing
+queue. Their ``Retry-After`` grows with
 the overload measured over the last second (1 + refusals per admission), so that many
 clients back off in proportion instead of returning every second and spending the
 worker's time on refusals.
@@ -16,6 +20,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from service import metrics
 from service.errors import Overloaded, ShuttingDown
@@ -28,9 +33,16 @@ MAX_RETRY_AFTER_S = 4
 class Admission:
     """Counts the units of inference work a worker holds; single event-loop use."""
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int,
+        budget_s: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
+        self.budget_s = budget_s
         self.inflight = 0
+        self.work_s = 0.0  # expected runner seconds of the work held
         self.draining = False
         self._clock = clock
         self._second = math.floor(clock())
@@ -38,28 +50,38 @@ class Admission:
         self._last_second: tuple[int, ...] = (0, 0)  # the same for the second before
 
     @contextmanager
-    def slot(self, units: int = 1) -> Iterator[None]:
-        """Hold ``units`` places (at most the limit) while a request is worked on, or
-        refuse it with a 503."""
+    def slot(self, units: int = 1, work_s: float = 0.0) -> Iterator[None]:
+        """Hold ``units`` places and ``work_s`` expected seconds of work while a request is
+        worked on, or refuse it with a 503. An idle worker admits any one request."""
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another replica")
         self._tick()
         if self.inflight + units > self.limit:
-            self._counts[1] += 1
-            raise Overloaded(
+            self._refuse(
                 f"the server holds {self.inflight} of {self.limit} images or jobs and this "
-                f"request needs {units}; retry shortly",
-                retry_after_s=self.retry_after_s(),
+                f"request needs {units}"
+            )
+        if self.inflight and self.work_s + work_s > self.budget_s:
+            self._refuse(
+                f"the server holds {self.work_s * 1000:.0f} ms of work and this request needs "
+                f"{work_s * 1000:.0f} ms more, beyond the {self.budget_s * 1000:.0f} ms it "
+                "may queue"
             )
         self._counts[0] += 1
         self.inflight += units
+        self.work_s += work_s
         metrics.ADMITTED.inc()
         metrics.INFLIGHT.inc(units)
         try:
             yield
         finally:
             self.inflight -= units
+            self.work_s = self.work_s - work_s if self.inflight else 0.0
             metrics.INFLIGHT.dec(units)
+
+    def _refuse(self, why: str) -> NoReturn:
+        self._counts[1] += 1
+        raise Overloaded(f"{why}; retry shortly", retry_after_s=self.retry_after_s())
 
     def retry_after_s(self) -> int:
         """Seconds a refused client should wait: 1 + refusals per admission last second."""

@@ -62,9 +62,10 @@ class Pipeline:
         return min(self.settings.batch_size, self.settings.max_inflight)
 
     @contextmanager
-    def admitted(self, units: int) -> Iterator[None]:
-        """``units`` places of admission (images, or 1 per detection job), or a 503."""
-        with self.admission.slot(units):
+    def admitted(self, model: ServedModel, units: int, images_of_work: float) -> Iterator[None]:
+        """``units`` places of admission (images, or 1 per detection job) and the work of
+        ``images_of_work`` images on ``model``'s runner, or a 503."""
+        with self.admission.slot(units, model.runner.expected_seconds(images_of_work)):
             yield
 
     async def in_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -84,7 +85,7 @@ class Pipeline:
         one image names it with ``where``."""
         card = model.card
         started = time.perf_counter()
-        with self.admitted(len(images)):
+        with self.admitted(model, len(images), len(images)):
             pixels = await asyncio.gather(
                 *(
                     self._prepare(card, data, position, where)
@@ -101,19 +102,20 @@ class Pipeline:
         self.observe(endpoint, times)
         return Classified(probabilities, times)
 
-    async def open_rgb(self, data: bytes, check: Callable[[Image.Image], None]) -> Image.Image:
-        """Decode one upload to upright RGB within the limits, off the event loop; ``check``
-        sees the opened image (its header) before any pixel is decoded."""
-        return await self.in_thread(self._open_rgb, data, check)
+    async def open(self, data: bytes) -> Image.Image:
+        """One upload opened, its header read and checked against the pixel limit; no pixel
+        is decoded yet."""
+        return await self.in_thread(open_image, data, max_pixels=self.settings.max_image_pixels)
+
+    async def decode(self, image: Image.Image) -> Image.Image:
+        """An opened upload decoded to upright RGB within the decoded-bytes limit."""
+        return await self.in_thread(
+            load_rgb, image, max_decoded_bytes=self.settings.max_decoded_bytes
+        )
 
     @staticmethod
     def observe(endpoint: str, times: StageTimes) -> None:
         metrics.observe_stages(endpoint, preprocess=times.preprocess_s, inference=times.inference_s)
-
-    def _open_rgb(self, data: bytes, check: Callable[[Image.Image], None]) -> Image.Image:
-        image = open_image(data, max_pixels=self.settings.max_image_pixels)
-        check(image)
-        return load_rgb(image, max_decoded_bytes=self.settings.max_decoded_bytes)
 
     async def _prepare(
         self, card: ModelCard, data: bytes, position: int, where: Where | None

@@ -27,6 +27,8 @@ logger = logging.getLogger("argos.runner")
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
 THREAD_NAME_PREFIX = "runner:"
+COST_SMOOTHING = 0.2
+"""Weight of the newest batch in the running estimate of seconds per image."""
 
 
 @dataclass(eq=False)
@@ -77,6 +79,9 @@ class Runner:
         self._clock = clock
         self._wakeup = threading.Condition()
         self._closing = False
+        self._instances = instances
+        self.seconds_per_item = 0.0
+        """Running estimate of one image's wall time in ``run_batch`` (batches of any size)."""
         self._threads = [
             threading.Thread(target=self._loop, name=f"runner-{name}-{i}", daemon=True)
             for i in range(instances)
@@ -107,6 +112,16 @@ class Runner:
                 raise Overloaded(f"{self.name}: {error}; retry shortly") from None
             self._wakeup.notify()
         return await call.future
+
+    def expected_seconds(self, items: float) -> float:
+        """How long ``items`` images will keep this runner's threads busy."""
+        return items * self.seconds_per_item / self._instances
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        """Fold one batch's wall time into :attr:`seconds_per_item`."""
+        latest = seconds / size
+        known = self.seconds_per_item
+        self.seconds_per_item = latest if not known else known + COST_SMOOTHING * (latest - known)
 
     def close(self) -> None:
         """Refuse new work; queued work still runs, then the thread ends."""
@@ -172,6 +187,7 @@ class Runner:
         if not live:
             return
         metrics.BATCH_SIZE.labels(model=self.name).observe(len(live))
+        started = time.perf_counter()
         try:
             outputs = self._run_batch(np.stack([item.pixels for item in live]))
         except Exception as error:
@@ -184,6 +200,7 @@ class Runner:
             for item in live:
                 self._run([Pending(item, 0.0, 0.0)])
             return
+        self.observe_batch(len(live), time.perf_counter() - started)
         for item, output in zip(live, outputs, strict=True):
             item.call.answer(output)
 

@@ -13,7 +13,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.errors import ArgosError
-from service.http.uploads import FORM_OVERHEAD_BYTES, MAX_FORM_PARTS, read_image_upload
+from service.http.uploads import (
+    FORM_OVERHEAD_BYTES,
+    MAX_FORM_PARTS,
+    UploadBudget,
+    read_image_upload,
+)
 
 CAP = 1024 * 1024
 CHUNK = 64 * 1024
@@ -21,9 +26,13 @@ BOUNDARY = "argos-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 
 
+BUDGET = UploadBudget(limit=64 * CAP)
+
+
 async def _upload(request: Request) -> Response:
     try:
-        data = await read_image_upload(request, CAP)
+        with BUDGET.lease() as lease:
+            data = await read_image_upload(request, CAP, lease)
     except ArgosError as error:
         return JSONResponse(error.to_dict(), status_code=error.status_code)
     return Response(data, media_type="application/octet-stream")

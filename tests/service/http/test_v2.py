@@ -226,3 +226,16 @@ def test_bad_repository_requests(
     reply = client.post(path, content=body)
     assert reply.status_code == status, reply.text
     assert message in reply.json()["error"]
+
+
+def test_admission_refuses_what_the_worker_could_not_run_in_time(make_client: MakeClient) -> None:
+    client = make_client(queue_timeout_ms=1000)  # admits 800 ms of expected work
+    backend = client.app.state.backend
+    runner = backend.models.get("colours").runner
+    runner.seconds_per_item = 0.3  # as measured on a slow machine
+    with backend.admission.slot(1, work_s=0.5):  # another request's work
+        refused = client.post("/v2/models/colours/infer", **binary_request([RED, RED]))
+        admitted = client.post("/v2/models/colours/infer", **binary_request([RED]))
+    assert refused.status_code == 503 and "ms of work" in refused.json()["error"]
+    assert refused.headers["Retry-After"]
+    assert admitted.status_code == 200, admitted.text

@@ -67,3 +67,25 @@ def test_a_draining_worker_admits_nothing() -> None:
     admission.draining = True
     with pytest.raises(ShuttingDown), admission.slot():
         pass
+
+
+def test_work_is_admitted_while_it_fits_the_budget() -> None:
+    admission = Admission(limit=100, budget_s=1.0, clock=Clock())
+    with admission.slot(4, work_s=0.6):
+        with admission.slot(1, work_s=0.3):
+            assert admission.work_s == pytest.approx(0.9)
+            with pytest.raises(Overloaded) as refused, admission.slot(1, work_s=0.2):
+                pass
+            assert "900 ms of work" in refused.value.detail
+            assert "beyond the 1000 ms" in refused.value.detail
+        with admission.slot(1, work_s=0.2):
+            pass
+    assert (admission.inflight, admission.work_s) == (0, 0.0)
+
+
+def test_an_idle_worker_admits_one_request_of_any_cost() -> None:
+    admission = Admission(limit=100, budget_s=1.0, clock=Clock())
+    with admission.slot(8, work_s=5.0):
+        assert admission.inflight == 8
+        with pytest.raises(Overloaded), admission.slot(1, work_s=0.001):
+            pass

@@ -144,3 +144,18 @@ def test_abort_answers_queued_work_with_503_and_refuses_more() -> None:
     running, queued = asyncio.run(scenario())
     assert float(running[0]) == 4 and isinstance(queued, ShuttingDown)
     assert runner.join(timeout=2)
+
+
+def test_the_cost_per_image_follows_measured_batches() -> None:
+    runner = make_runner()
+    try:
+        runner.observe_batch(4, 0.4)
+        assert runner.seconds_per_item == pytest.approx(0.1)
+        runner.observe_batch(1, 0.6)  # one slow batch moves the estimate, a fifth of the way
+        assert runner.seconds_per_item == pytest.approx(0.2)
+        assert runner.expected_seconds(10) == pytest.approx(2.0)
+        asyncio.run(gather(runner, [1.0, 2.0]))  # real batches are measured too
+        assert 0 < runner.seconds_per_item < 0.2
+    finally:
+        runner.close()
+        runner.join(5)
