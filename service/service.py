@@ -7,9 +7,10 @@ the worker's event loop and calls the runner in-process.
 On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503,
 ``Retry-After`` and ``Connection: close`` at once, everything already accepted is answered,
 and work still queued when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503. The worker
-goes on accepting connections for ``ARGOS_DRAIN_ACCEPT_S``, so that those already waiting
-in the listen backlog get that 503 rather than a reset; a connection that has not sent its
-first request yet is given the time to send it (:mod:`service.http.transport`).
+goes on accepting connections for ``ARGOS_DRAIN_ACCEPT_S``, and then until its listen
+backlog is empty, so that those already queued get that 503 rather than a reset; a
+connection that has not sent its first request yet is given the idle timeout to send it
+(:mod:`service.http.transport`).
 
 Connections are guarded by :mod:`service.http.transport` and BentoML's request metrics are
 labelled by route (:mod:`service.http.route_labels`).
@@ -67,17 +68,20 @@ def _warn_if_exposed_without_keys(keys: KeyRing) -> None:
         )
 
 
-def _before_sigterm(callback: Callable[[], None], delay_s: float) -> None:
-    """Call ``callback`` when SIGTERM arrives, and ``delay_s`` later the handler installed
-    before (uvicorn's, which stops accepting connections and waits for the open ones)."""
+def _before_sigterm(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when SIGTERM arrives, then the handler installed before (uvicorn's,
+    which stops accepting connections and waits for the open ones) once the listen backlog
+    is empty, after ``ARGOS_DRAIN_ACCEPT_S`` at least."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def handle(signum: int, frame: FrameType | None) -> None:
         callback()
         if callable(previous):
-            later = threading.Timer(delay_s, previous, (signum, frame))
-            later.daemon = True
-            later.start()
+            transport.stop_after_backlog(
+                lambda: previous(signum, frame),
+                at_least_s=settings.drain_accept_s,
+                at_most_s=settings.drain_accept_s + settings.drain_timeout_s,
+            )
 
     signal.signal(signal.SIGTERM, handle)
 
@@ -116,7 +120,7 @@ class Argos:
         self.backend = Backend(settings, store, controller, tuple(models))
         app.state.backend = self.backend
         _warn_if_exposed_without_keys(app.state.access.keys)
-        _before_sigterm(self.drain, settings.drain_accept_s)
+        _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).
         gc.collect()

@@ -192,8 +192,9 @@ class Settings(BaseSettings):
         1,
         ge=0,
         le=60,
-        description="on SIGTERM, how long new connections are still accepted, and their "
-        "requests answered 503 with Connection: close, before the listening socket closes",
+        description="on SIGTERM, how long new connections are still accepted at least, and "
+        "their requests answered 503 with Connection: close; then until the listen backlog "
+        "is empty (at most ARGOS_DRAIN_TIMEOUT_S more)",
     )
 
     @field_validator("models", "infer_keys", "admin_keys", "cors_origins", mode="before")

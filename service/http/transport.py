@@ -27,7 +27,14 @@ from __future__ import annotations
 import asyncio
 import http
 import json
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import uvicorn.config
@@ -52,7 +59,6 @@ class ConnectionLimits:
     min_body_rate: int = 16 * 1024
     body_rate_grace_s: float = 5
     linger_s: float = 2
-    drain_accept_s: float = 1
     max_linger_bytes: int = 32 * 1024 * 1024
 
     @classmethod
@@ -67,9 +73,51 @@ class ConnectionLimits:
             min_body_rate=settings.min_body_rate,
             body_rate_grace_s=settings.body_rate_grace_s,
             linger_s=settings.linger_s,
-            drain_accept_s=settings.drain_accept_s,
             max_linger_bytes=settings.max_upload_bytes + 1024 * 1024,
         )
+
+
+def stop_after_backlog(stop: Callable[[], None], *, at_least_s: float, at_most_s: float) -> None:
+    """Call ``stop`` (which closes the listening sockets) once ``at_least_s`` have passed
+    and no connection waits in a listen backlog, or after ``at_most_s``; from a thread of
+    its own. A connection still queued when a listening socket closes would be reset."""
+
+    def wait_then_stop() -> None:
+        listeners = _listening_sockets()
+        try:
+            time.sleep(at_least_s)
+            deadline = time.monotonic() + at_most_s - at_least_s
+            quiet_polls = 0
+            while quiet_polls < 2 and time.monotonic() < deadline:
+                waiting, _, _ = select.select(listeners, [], [], 0)
+                quiet_polls = 0 if waiting else quiet_polls + 1
+                time.sleep(0.05)
+        finally:
+            for listener in listeners:
+                listener.close()  # our duplicates only: they must not keep a listener open
+        stop()
+
+    threading.Thread(target=wait_then_stop, name="argos-drain", daemon=True).start()
+
+
+def _listening_sockets() -> list[socket.socket]:
+    """Duplicates of this process's listening sockets (Linux; none elsewhere)."""
+    found = []
+    fd_folder = Path("/proc/self/fd")
+    for entry in fd_folder.iterdir() if fd_folder.is_dir() else ():
+        try:
+            sock = socket.socket(fileno=os.dup(int(entry.name)))
+        except (OSError, ValueError):
+            continue
+        try:
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = 0
+        if listening:
+            found.append(sock)
+        else:
+            sock.close()
+    return found
 
 
 def install(limits: ConnectionLimits) -> None:
@@ -214,13 +262,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         """The server stops: a request on its way (its head begun, or a new connection's
-        first) is still read and answered, then the connection closes."""
+        first, within the idle timeout) is still read and answered, then the connection
+        closes."""
         self._shutting_down = True
         self._keep_alive_after_body = False
         waiting = self.cycle is None or self.cycle.response_complete
         if waiting and self._in_head and (self._head_bytes or self.cycle is None):
-            if not self._head_bytes:
-                self._arm(self.limits.drain_accept_s, self._close_idle)
             return
         super().shutdown()
 

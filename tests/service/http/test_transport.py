@@ -21,10 +21,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.http import transport
-from service.http.transport import ConnectionLimits, GuardedHttpToolsProtocol
+from service.http.transport import ConnectionLimits, GuardedHttpToolsProtocol, stop_after_backlog
 
 LIMITS = ConnectionLimits(
-    idle_timeout_s=0.5,
+    idle_timeout_s=1,
     head_timeout_s=1,
     max_header_line_bytes=1024,
     max_head_bytes=4096,
@@ -33,7 +33,6 @@ LIMITS = ConnectionLimits(
     min_body_rate=4096,
     body_rate_grace_s=1,
     linger_s=1,
-    drain_accept_s=0.5,
     max_linger_bytes=1024 * 1024,
 )
 
@@ -282,7 +281,7 @@ def test_on_shutdown_a_request_under_way_is_answered(server: Running) -> None:
         busy.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         time.sleep(0.2)
         server.server.should_exit = True
-        time.sleep(0.3)
+        time.sleep(0.2)
         fresh.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, _ = read_reply(fresh)
         assert status == 200
@@ -300,3 +299,19 @@ def test_install_selects_the_guarded_protocol(monkeypatch: pytest.MonkeyPatch) -
     config.load()
     assert config.http_protocol_class is GuardedHttpToolsProtocol
     assert GuardedHttpToolsProtocol.limits is LIMITS
+
+
+def test_the_listener_closes_once_its_backlog_is_empty() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        queued = socket.create_connection(listener.getsockname())
+        stopped = threading.Event()
+        started = time.monotonic()
+        stop_after_backlog(stopped.set, at_least_s=0.1, at_most_s=5)
+        assert not stopped.wait(0.5), "stopped with a connection waiting in the backlog"
+        accepted, _ = listener.accept()
+        assert stopped.wait(2)
+        assert 0.5 <= time.monotonic() - started < 2
+        accepted.close()
+        queued.close()
