@@ -77,9 +77,19 @@ def serving(default_model: str) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def server(default_model: str) -> Iterator[Server]:
+def server(default_model: str, photo: bytes) -> Iterator[Server]:
     with serving(default_model) as running:
+        warm_up(running, photo)
         yield running
+
+
+def warm_up(server: Server, photo: bytes) -> None:
+    """Ordinary requests first, so that lazy imports and onnxruntime's memory arena in
+    both workers are not counted against the first hostile load."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for _ in range(20):
+            reply = http.post("/classify", content=photo, headers={"Content-Type": "image/jpeg"})
+            assert reply.status_code == 200, reply.text
 
 
 @pytest.fixture(scope="module")

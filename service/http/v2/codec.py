@@ -347,15 +347,16 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 def _check_value_count(json_part: bytes, limit: int) -> None:
     """Refuse a JSON object with more than ``limit`` values, before parsing it.
 
-    Commas and opening brackets bound the values; they are counted at C speed, those inside
-    strings too, which only a request with hundreds of them in its names could notice."""
-    count = json_part.count(b",") + json_part.count(b"[") + json_part.count(b"{")
-    if count > limit:
+    Every value but the first of an array or object follows a comma, and arrays and objects
+    nest at most a few hundred deep (the parser refuses deeper), so commas bound the values.
+    They are counted at C speed, those inside strings too, which only a request with
+    hundreds of commas in its names could notice."""
+    if json_part.count(b",") > limit:
         raise InvalidTensor(
-            f"the JSON object holds more than {limit:,} values (arrays, objects and "
-            f"elements; commas and brackets inside strings count too); an inference request "
-            f"holds one element per image, at most {limit - MAX_JSON_VALUES_BESIDES_IMAGES:,}, "
-            "and a few names and parameters"
+            f"the JSON object holds more than {limit:,} values (counted by their commas, "
+            f"those inside strings too); an inference request holds one element per image, "
+            f"at most {limit - MAX_JSON_VALUES_BESIDES_IMAGES:,}, and a few names and "
+            "parameters"
         )
 
 
