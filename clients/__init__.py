@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from clients.http import (
     ArgosClient,
-    ArgosError,
+    ArgosClientError,
     ArgosRequestError,
     ArgosUnavailable,
     ClassifyResult,
@@ -14,7 +14,7 @@ from clients.http import (
 
 __all__ = [
     "ArgosClient",
-    "ArgosError",
+    "ArgosClientError",
     "ArgosRequestError",
     "ArgosUnavailable",
     "ClassifyResult",

@@ -17,19 +17,19 @@ MAX_REPLY_BYTES = 4 * 1024 * 1024
 """Largest reply accepted from a server; Argos's largest, a model card, is tens of kB."""
 
 
-class ArgosError(Exception):
+class ArgosClientError(Exception):
     """Base class of every error raised by `ArgosClient`."""
 
     retryable: bool = False
 
 
-class ArgosUnavailable(ArgosError):
+class ArgosUnavailable(ArgosClientError):
     """The service could not be reached (connection refused, timeout, DNS, ...)."""
 
     retryable = True
 
 
-class ArgosRequestError(ArgosError):
+class ArgosRequestError(ArgosClientError):
     """The service answered with a non-2xx status or an unreadable body."""
 
     def __init__(self, status: int, error: str, detail: str) -> None:

@@ -6,10 +6,19 @@ import re
 
 
 class ArgosError(Exception):
-    """Base class: a client-side problem with a message a person can act on."""
+    """Base class: a client-side problem with a message a person can act on. A subclass
+    names its HTTP status and machine-readable code:
+    ``class X(ArgosError, status=..., code=...)``."""
 
     status_code = 400
     code = "bad_request"
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code = status
+        if code is not None:
+            cls.code = code
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -24,54 +33,64 @@ class ArgosError(Exception):
         return {}
 
 
-class EmptyBody(ArgosError):
-    status_code = 400
-    code = "empty_body"
+class EmptyBody(ArgosError, status=400, code="empty_body"):
+    """The request carries no bytes."""
 
 
-class MissingImage(ArgosError):
-    status_code = 400
-    code = "missing_image"
+class MissingImage(ArgosError, status=400, code="missing_image"):
+    """A multipart body without an ``image`` file field."""
 
 
-class PayloadTooLarge(ArgosError):
-    status_code = 413
-    code = "payload_too_large"
+class PayloadTooLarge(ArgosError, status=413, code="payload_too_large"):
+    """A body over the upload limit."""
 
 
-class ImageTooLarge(ArgosError):
-    status_code = 413
-    code = "image_too_large"
+class ImageTooLarge(ArgosError, status=413, code="image_too_large"):
+    """An image over the pixel or decoded-bytes limit."""
 
 
-class UnsupportedMediaType(ArgosError):
-    status_code = 415
-    code = "unsupported_media_type"
+class UnsupportedMediaType(ArgosError, status=415, code="unsupported_media_type"):
+    """A Content-Type (or Content-Encoding) Argos does not read."""
 
 
-class InvalidImage(ArgosError):
-    status_code = 422
-    code = "invalid_image"
+class InvalidImage(ArgosError, status=422, code="invalid_image"):
+    """Bytes that are not an image Argos can decode."""
 
 
-class InvalidParameter(ArgosError):
-    status_code = 422
-    code = "invalid_parameter"
+class InvalidParameter(ArgosError, status=422, code="invalid_parameter"):
+    """A parameter out of range or of the wrong kind."""
 
 
-class ServiceUnavailable(ArgosError):
+class Unauthorized(ArgosError, status=401, code="unauthorized"):
+    """No key, or a key Argos does not know."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="argos"'}
+
+
+class Forbidden(ArgosError, status=403, code="forbidden"):
+    """A known key without the scope the route needs, or a route that is switched off."""
+
+
+class UnknownModel(ArgosError, status=404, code="unknown_model"):
+    """A model or version that is not served (or not in the store)."""
+
+
+class ModelLoadFailed(ArgosError, status=400, code="model_load_failed"):
+    """A model version that could not be loaded; the server keeps what it had."""
+
+
+class ServiceUnavailable(ArgosError, status=503, code="unavailable"):
     """The request was fine but cannot be served now; the client should retry later."""
 
-    status_code = 503
-    code = "unavailable"
     retry_after_s = 1
+    close_connection = False  # send the client to another replica
 
     def __init__(self, detail: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(detail)
         if retry_after_s is not None:
             self.retry_after_s = retry_after_s
-
-    close_connection = False  # send the client to another replica
 
     @property
     def headers(self) -> dict[str, str]:
@@ -81,56 +100,28 @@ class ServiceUnavailable(ArgosError):
         return headers
 
 
-class Overloaded(ServiceUnavailable):
-    code = "overloaded"
+class Overloaded(ServiceUnavailable, code="overloaded"):
+    """The worker holds all the work it can finish in time."""
 
 
-class QueueTimeout(ServiceUnavailable):
-    code = "queue_timeout"
+class QueueTimeout(ServiceUnavailable, code="queue_timeout"):
+    """A request waited in the inference queue past its deadline."""
 
 
-class ShuttingDown(ServiceUnavailable):
-    code = "shutting_down"
+class ShuttingDown(ServiceUnavailable, code="shutting_down"):
+    """The server drains: go to another replica."""
+
     retry_after_s = 2
     close_connection = True
 
 
-class NotReady(ServiceUnavailable):
-    code = "not_ready"
+class NotReady(ServiceUnavailable, code="not_ready"):
+    """The model asked for (or the default one) is not loaded yet, or no longer."""
 
 
-class Unauthorized(ArgosError):
-    """No key, or a key Argos does not know."""
-
-    status_code = 401
-    code = "unauthorized"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="argos"'}
-
-
-class Forbidden(ArgosError):
-    """A known key without the scope the route needs, or a route that is switched off."""
-
-    status_code = 403
-    code = "forbidden"
-
-
-class UnknownModel(ArgosError):
-    status_code = 404
-    code = "unknown_model"
-
-
-class ModelLoadFailed(ArgosError):
-    status_code = 400
-    code = "model_load_failed"
-
-
-class ModelsChanging(ServiceUnavailable):
+class ModelsChanging(ServiceUnavailable, code="models_changing"):
     """A load or unload has not reached every worker in time; it goes on in the background."""
 
-    code = "models_changing"
     retry_after_s = 5
 
 

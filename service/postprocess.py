@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from service.card import ModelCard
 
@@ -14,6 +16,8 @@ DEFAULT_TOP_K = 5
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
+    """One label of a classification and its probability."""
+
     label: str
     index: int
     score: float
@@ -21,8 +25,10 @@ class Prediction:
 
 @dataclass(frozen=True, slots=True)
 class GroupScore:
+    """A label group of the card and its probability."""
+
     name: str
-    score: float
+    score: Annotated[float, Field(description="sum of the member labels' probabilities")]
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[Prediction]:

@@ -14,6 +14,7 @@ from service.devices import gpu_count
 from service.preprocessing import DEFAULT_MAX_DECODED_BYTES
 
 DEFAULT_MODEL = "imagenet-mobilenetv2"
+Keys = Annotated[list[str], NoDecode]
 ADMISSION_SHARE_OF_QUEUE_TIMEOUT = 0.8
 
 
@@ -113,27 +114,13 @@ class Settings(BaseSettings):
         description="largest window count per request (about 5 s of exact mode on one core)",
     )
 
-    # Who may call what (service/keys.py; README "Security").
-    infer_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="keys of the infer scope, comma-separated; with none here nor in "
-        "ARGOS_INFER_KEYS_FILE, inference is open to anyone who reaches the port",
-        repr=False,
-    )
-    infer_keys_file: Path | None = Field(
-        None,
-        description="file of infer keys, one a line, read again when it changes; once set, "
-        "inference needs a key even while the file is missing or empty",
-    )
-    admin_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="keys of the admin scope (model control), comma-separated; with none "
-        "here nor in ARGOS_ADMIN_KEYS_FILE, model control is off",
-        repr=False,
-    )
-    admin_keys_file: Path | None = Field(
-        None, description="file of admin keys, one a line, read again when it changes"
-    )
+    # Who may call what (service/keys.py; README "Security"): keys comma-separated, or in a
+    # file of one key a line read again when it changes. No infer keys: inference is open;
+    # no admin keys: model control is off. A scope with a key file set is never open.
+    infer_keys: Keys = Field(default_factory=list, description="infer-scope keys", repr=False)
+    infer_keys_file: Path | None = Field(None, description="file of infer-scope keys")
+    admin_keys: Keys = Field(default_factory=list, description="admin-scope keys", repr=False)
+    admin_keys_file: Path | None = Field(None, description="file of admin-scope keys")
     api_key_header: str = Field(
         "X-API-Key",
         description="header that may carry the key instead of Authorization: Bearer; empty: "

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from clients.http import ArgosClient, ArgosError
+from clients.http import ArgosClient, ArgosClientError
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.door import PetDoor
 from clients.petdoor.drivers import CommandDriver, DoorDriver, HttpRelayDriver, LogDriver
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PolicyError as exc:
             print(f"argos-petdoor: {exc}", file=sys.stderr)
             return 2
-        except ArgosError as exc:
+        except ArgosClientError as exc:
             log.warning("cannot read the model card yet (%s); the door stays closed", exc)
         door = PetDoor(
             source, client, policy, driver, audit=audit, backoff=Backoff(attempts=args.retries + 1)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from clients.http import ArgosClient, ArgosError, ClassifyResult, DetectResult, ModelCard
+from clients.http import ArgosClient, ArgosClientError, ClassifyResult, DetectResult, ModelCard
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.drivers import DoorDriver
 from clients.petdoor.logic import Decision, DoorLogic, DoorState
@@ -72,7 +72,7 @@ class PetDoor:
                 analysis = self._analyse(frame.data)
             except PolicyError as exc:
                 failure = f"policy error: {exc}"
-            except ArgosError as exc:
+            except ArgosClientError as exc:
                 failure = f"service error: {exc}"
             except Exception as exc:  # a bad frame must never stop the door loop
                 log.exception("analysing %s failed", frame.name)

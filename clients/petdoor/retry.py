@@ -16,7 +16,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from clients.http import ArgosError
+from clients.http import ArgosClientError
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
@@ -38,11 +38,11 @@ class Backoff:
 def with_retries(
     call: Callable[[], _T], backoff: Backoff, sleep: Callable[[float], None] = time.sleep
 ) -> _T:
-    """Run `call`, retrying retryable `ArgosError`s; the last error is re-raised."""
+    """Run `call`, retrying retryable `ArgosClientError`s; the last error is re-raised."""
     retrying = Retrying(
         stop=stop_after_attempt(backoff.attempts),
         wait=wait_exponential(multiplier=backoff.base_seconds, max=backoff.max_seconds),
-        retry=retry_if_exception(lambda exc: isinstance(exc, ArgosError) and exc.retryable),
+        retry=retry_if_exception(lambda exc: isinstance(exc, ArgosClientError) and exc.retryable),
         sleep=sleep,
         before_sleep=_log_retry,
         reraise=True,

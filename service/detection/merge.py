@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from service.detection.nms import batched_nms, overlap
 from service.detection.params import DetectParams
@@ -12,9 +14,11 @@ from service.detection.params import DetectParams
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    label: str
+    """One object found: the class, its merged score and its box."""
+
+    label: Annotated[str, Field(description="label or label group")]
     score: float
-    box: tuple[int, int, int, int]
+    box: Annotated[tuple[int, int, int, int], Field(description="[x0, y0, x1, y1] in image pixels")]
 
 
 @dataclass(frozen=True, slots=True)

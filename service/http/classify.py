@@ -12,7 +12,7 @@ from service.errors import InvalidParameter
 from service.http.auth import INFER
 from service.http.backend import CurrentBackend, LeasedModel, Uploads
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
-from service.http.schemas import ClassifyResponse, GroupScore, LabelScore, ModelRef, Timing, ms
+from service.http.schemas import ClassifyResponse, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 
@@ -50,13 +50,10 @@ async def classify(
     data = await read_image_upload(request, backend.settings.max_upload_bytes, uploads)
     result = await backend.pipeline.classify(model, [data], endpoint="classify")
     probabilities, times = result.probabilities[0], result.times
-    predictions = top_k(probabilities, card.labels, top_k_)
     return ClassifyResponse(
         model=ModelRef(name=card.name, version=card.version),
-        predictions=[LabelScore(label=p.label, index=p.index, score=p.score) for p in predictions],
-        groups=[GroupScore(name=g.name, score=g.score) for g in group_scores(probabilities, card)]
-        if groups
-        else None,
+        predictions=top_k(probabilities, card.labels, top_k_),
+        groups=group_scores(probabilities, card) if groups else None,
         timing_ms=Timing(
             preprocess=ms(times.preprocess_s),
             inference=ms(times.inference_s),

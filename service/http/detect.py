@@ -14,7 +14,6 @@ from service.detection.render import draw
 from service.http.auth import INFER
 from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, LeasedModel, Uploads
 from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
-from service.http.schemas import Detection as DetectionBody
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import UploadLease, read_image_upload
 from service.inference.model import ServedModel
@@ -40,9 +39,7 @@ async def detect(
         model=ModelRef(name=card.name, version=card.version),
         mode=params.mode,
         image=ImageSize(width=result.rgb.width, height=result.rgb.height),
-        detections=[
-            DetectionBody(label=d.label, score=d.score, box=d.box) for d in result.detections
-        ],
+        detections=result.detections,
         windows=len(result.windows.boxes),
         timing_ms=Timing(
             preprocess=ms(result.times.preprocess_s),

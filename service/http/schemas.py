@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from service.detection.merge import Detection
+from service.postprocess import GroupScore, Prediction
+
 
 class ModelRef(BaseModel):
     name: str
     version: str
-
-
-class LabelScore(BaseModel):
-    label: str
-    index: int
-    score: float
-
-
-class GroupScore(BaseModel):
-    name: str
-    score: float = Field(description="sum of the member labels' probabilities")
 
 
 class Timing(BaseModel):
@@ -29,15 +21,9 @@ class Timing(BaseModel):
 
 class ClassifyResponse(BaseModel):
     model: ModelRef
-    predictions: list[LabelScore] = Field(description="top-k labels, highest score first")
+    predictions: list[Prediction] = Field(description="top-k labels, highest score first")
     groups: list[GroupScore] | None = Field(None, description="label groups, when asked for")
     timing_ms: Timing
-
-
-class Detection(BaseModel):
-    label: str = Field(description="label or label group")
-    score: float
-    box: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1] in image pixels")
 
 
 class ImageSize(BaseModel):

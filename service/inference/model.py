@@ -32,6 +32,9 @@ class DenseGraphs:
 
 @dataclass
 class ServedModel:
+    """One model version's whole life in a worker: :meth:`load` (verify, open its sessions,
+    start its runner, warm up), serve (:meth:`classify`, :meth:`run_job`), :meth:`close`."""
+
     card: ModelCard
     classifier: OnnxModel
     dense: DenseGraphs | None
@@ -102,3 +105,8 @@ class ServedModel:
     async def run_job(self, steps: Iterator[Any]) -> Any:
         """A detection job, a bounded step per turn between classification batches."""
         return await self.runner.run_job(steps)
+
+    def close(self, timeout_s: float) -> None:
+        """Refuse new work, let queued work finish (up to ``timeout_s``), stop the runner."""
+        self.runner.close()
+        self.runner.join(timeout_s)

@@ -26,8 +26,7 @@ def serve_models(
         return ServedModel.load(store.artifact_path(name, version), settings, worker_index)
 
     def close(model: ServedModel) -> None:
-        model.runner.close()
-        model.runner.join(settings.drain_timeout_s)
+        model.close(settings.drain_timeout_s)
 
     registry: Registry[ServedModel] = Registry(next(iter(models)))
     controller = Controller(

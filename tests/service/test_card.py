@@ -12,25 +12,10 @@ from service.card import (
     ONNX_FILENAME,
     ONNX_METADATA_KEY,
     ModelCard,
-    Parity,
-    Preprocessing,
     sha256_of,
     verify_artifact,
 )
-from tests.service.tiny_model import write_tiny_classifier
-
-
-def make_card(**changes: object) -> ModelCard:
-    fields = {
-        "name": "colours",
-        "version": "1",
-        "labels": ["red", "green", "blue"],
-        "label_groups": {"warm": [0]},
-        "preprocessing": Preprocessing(input_size=(8, 8), resize="squash"),
-        "backbone": "none",
-        "parity": Parity(max_abs_diff=1e-7, top1_agreement=1.0, images=3, source="test"),
-    }
-    return ModelCard(**(fields | changes))
+from tests.service.tiny_model import make_card, write_tiny_classifier
 
 
 def test_json_round_trip_keeps_every_field(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A tiny ONNX classifier (pixels → softmax of channel means) for fast tests."""
+"""A tiny ONNX classifier (pixels → softmax of channel means) and its card, for fast tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
+
+from service.card import ModelCard, Parity, Preprocessing
 
 
 def write_tiny_classifier(path: Path, height: int = 8, width: int = 8) -> Path:
@@ -29,3 +31,17 @@ def write_tiny_classifier(path: Path, height: int = 8, width: int = 8) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def make_card(**changes: object) -> ModelCard:
+    """The card of the tiny classifier (``colours:1``: red, green, blue), with ``changes``."""
+    fields = {
+        "name": "colours",
+        "version": "1",
+        "labels": ["red", "green", "blue"],
+        "label_groups": {"warm": [0]},
+        "preprocessing": Preprocessing(input_size=(8, 8), resize="squash"),
+        "backbone": "none",
+        "parity": Parity(max_abs_diff=1e-7, top1_agreement=1.0, images=3, source="test"),
+    }
+    return ModelCard(**(fields | changes))

@@ -23,16 +23,12 @@ _PROTOCOL_STATUS = {415: 400, 422: 400}
 """Argos statuses the protocol does not use → the status it does (anything else is kept)."""
 
 
-class InvalidTensor(ArgosError):
+class InvalidTensor(ArgosError, status=400, code="invalid_tensor"):
     """A request body, tensor or parameter that does not follow the protocol."""
 
-    status_code = 400
-    code = "invalid_tensor"
 
-
-class UnknownEndpoint(ArgosError):
-    status_code = 404
-    code = "unknown_endpoint"
+class UnknownEndpoint(ArgosError, status=404, code="unknown_endpoint"):
+    """A path under ``/v2`` that the protocol does not define."""
 
 
 def protocol_status(error: ArgosError) -> int:

@@ -12,7 +12,7 @@ import asyncio
 from importlib import metadata
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
@@ -54,6 +54,17 @@ ModelName = Annotated[str, Path(description="a served model's name", pattern=NAM
 ModelVersion = Annotated[
     str, Path(description="one of its loaded versions", pattern=VERSION_PATTERN)
 ]
+
+
+async def loaded_card(
+    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+) -> ModelCard:
+    """Dependency: the card of a loaded model version (default: the name's default), else
+    a 404."""
+    return backend.models.get(name, version).card
+
+
+LoadedCard = Annotated[ModelCard, Depends(loaded_card)]
 TagInPath = Annotated[
     str,
     Path(
@@ -85,11 +96,8 @@ async def server_metadata() -> ServerMetadata:
 
 @router.get("/models/{name}", response_model=ModelMetadata, dependencies=[INFER])
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, dependencies=[INFER])
-async def model_metadata(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
-) -> ModelMetadata:
+async def model_metadata(backend: CurrentBackend, card: LoadedCard) -> ModelMetadata:
     """The model's inputs and outputs: encoded images in, probabilities per label out."""
-    card = backend.models.get(name, version).card
     return ModelMetadata(
         name=card.name,
         versions=[model.card.version for model in backend.models.served()[card.name]],
@@ -103,11 +111,8 @@ async def model_metadata(
 @router.get(
     "/models/{name}/versions/{version}/config", response_model=ModelConfig, dependencies=[INFER]
 )
-async def model_config(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
-) -> ModelConfig:
+async def model_config(card: LoadedCard) -> ModelConfig:
     """The same in the shape of Triton's model configuration."""
-    card = backend.models.get(name, version).card
     return ModelConfig(
         name=card.name,
         platform=PLATFORM,
@@ -122,12 +127,9 @@ async def model_config(
 @router.get(
     "/models/{name}/versions/{version}/ready", response_model=ModelReady, dependencies=[INFER]
 )
-async def model_ready(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
-) -> ModelReady:
+async def model_ready(card: LoadedCard) -> ModelReady:
     """200 when the model (version) is loaded; 404 when it is not."""
-    backend.models.get(name, version)
-    return ModelReady(name=name, ready=True)
+    return ModelReady(name=card.name, ready=True)
 
 
 @router.post(

@@ -15,8 +15,7 @@ from service.http.backend import Backend
 from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
-from tests.service.test_card import make_card
-from tests.service.tiny_model import write_tiny_classifier
+from tests.service.tiny_model import make_card, write_tiny_classifier
 
 MakeClient = Callable[..., TestClient]
 ADMIN_KEY = "admin-key-of-the-tests"

@@ -16,7 +16,7 @@ from service.detection.merge import WindowScores, class_scores, select
 from service.detection.params import DetectParams
 from service.detection.plan import box_chunks, input_regions, plan, targets, window_inputs
 from service.errors import InvalidParameter
-from tests.service.test_card import make_card
+from tests.service.tiny_model import make_card
 
 SQUASH = Preprocessing(input_size=(224, 224), resize="squash")
 CROP = Preprocessing(input_size=(224, 224), resize="center_crop", crop_pct=0.875)

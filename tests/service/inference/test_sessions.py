@@ -1,4 +1,4 @@
-"""onnxruntime sessions, provider choice and post-processing."""
+"""onnxruntime sessions and the choice of providers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import pytest
 
 from service.devices import gpu_count
 from service.inference.sessions import OnnxModel, choose_providers
-from service.postprocess import group_scores, top_k
-from tests.service.test_card import make_card
 from tests.service.tiny_model import write_tiny_classifier
 
 
@@ -43,16 +41,3 @@ def test_uint8_batch_runs_and_ranks_the_dominant_colour(tiny: OnnxModel) -> None
 def test_chunked_run_matches_one_call(tiny: OnnxModel) -> None:
     batch = np.random.default_rng(0).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
     assert np.allclose(tiny.run_chunked(batch, chunk_size=3), tiny.run(batch), atol=1e-7)
-
-
-def test_top_k_is_sorted_and_capped() -> None:
-    labels = ["a", "b", "c", "d"]
-    ranked = top_k(np.array([0.1, 0.4, 0.4, 0.1]), labels, k=3)
-    assert [(p.label, p.index) for p in ranked] == [("b", 1), ("c", 2), ("a", 0)]
-    assert len(top_k(np.array([0.1, 0.4, 0.4, 0.1]), labels, k=10)) == 4
-
-
-def test_group_scores_sum_their_members() -> None:
-    card = make_card(label_groups={"warm": [0], "cool": [1, 2]})
-    scores = group_scores(np.array([0.2, 0.3, 0.5]), card)
-    assert [(g.name, round(g.score, 6)) for g in scores] == [("cool", 0.8), ("warm", 0.2)]
