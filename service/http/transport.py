@@ -17,7 +17,10 @@ is parsed into Python objects or an application task exists:
   connection gracefully: ``Connection: close``, then the rest of the body is read and
   discarded for at most ``linger_s`` before closing, so that the client reads its reply
   instead of a reset. That also answers ``Expect: 100-continue`` requests refused before
-  the body was asked for, whether their client sends the body or not.
+  the body was asked for, whether their client sends the body or not;
+- when the server stops, a request already on its way (its head begun, or the first of a
+  connection opened before) is still read and answered, and :func:`stop_after_backlog`
+  closes the listening sockets only once no connection waits in their backlog.
 
 :func:`install` makes it the class uvicorn picks for ``http="auto"``.
 """
@@ -48,18 +51,18 @@ _BODY_CHECK_INTERVAL_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """The ceilings and timeouts of one HTTP/1.1 connection."""
+    """The ceilings and timeouts of one HTTP/1.1 connection (defaults: :class:`Settings`)."""
 
-    idle_timeout_s: float = 10
-    head_timeout_s: float = 10
-    max_header_line_bytes: int = 16 * 1024
-    max_head_bytes: int = 64 * 1024
-    max_headers: int = 100
-    body_timeout_s: float = 60
-    min_body_rate: int = 16 * 1024
-    body_rate_grace_s: float = 5
-    linger_s: float = 2
-    max_linger_bytes: int = 32 * 1024 * 1024
+    idle_timeout_s: float
+    head_timeout_s: float
+    max_header_line_bytes: int
+    max_head_bytes: int
+    max_headers: int
+    body_timeout_s: float
+    min_body_rate: int
+    body_rate_grace_s: float
+    linger_s: float
+    max_linger_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:
@@ -147,7 +150,7 @@ class _LingeringTransport:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with :class:`ConnectionLimits` enforced."""
 
-    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits.from_settings(Settings())
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
