@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import bentoml
 
+from service import metrics
 from service.http.app import create_app
 from service.http.backend import Backend
 from service.repository.control import ControlDir
@@ -96,13 +97,16 @@ class Argos:
         gc.freeze()
 
     def __is_ready__(self) -> bool:
-        return self.backend.is_ready()
+        ready = self.backend.is_ready()
+        metrics.READY.set(int(ready))
+        return ready
 
     def drain(self) -> None:
         """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
         if self.backend.admission.draining:
             return
         self.backend.admission.draining = True
+        metrics.READY.set(0)
         logger.info("draining: %d requests held", self.backend.admission.inflight)
         deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True
