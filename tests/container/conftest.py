@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -38,10 +39,12 @@ def deployment() -> dict:
     return yaml.safe_load((KUBERNETES / "deployment.yaml").read_text())
 
 
-def kubernetes_run_flags() -> list[str]:
-    """``podman run`` flags for the CPU Deployment's pod: user, read-only root with a
-    writable /tmp, no capabilities, no privilege escalation, its ConfigMap and env."""
+def kubernetes_run_flags(empty_dir: Path) -> list[str]:
+    """``podman run`` flags for the CPU Deployment's pod: user, read-only root, its volumes
+    (``emptyDir``: a tmpfs; an optional Secret: ``empty_dir``, as when the Secret does not
+    exist), no capabilities, no privilege escalation, its ConfigMap and env."""
     pod = deployment()["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
     [container] = pod["containers"]
     security = pod["securityContext"] | container["securityContext"]
     configmap = yaml.safe_load((KUBERNETES / "common" / "configmap.yaml").read_text())
@@ -49,7 +52,13 @@ def kubernetes_run_flags() -> list[str]:
     flags = [f"--user={security['runAsUser']}:{security['runAsGroup']}"]
     if security["readOnlyRootFilesystem"]:
         flags.append("--read-only")
-    flags += [f"--tmpfs={mount['mountPath']}" for mount in container["volumeMounts"]]
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            flags.append(f"--tmpfs={mount['mountPath']}")
+        else:
+            assert volume["secret"]["optional"], f"the smoke test has no Secret {volume}"
+            flags.append(f"--volume={empty_dir}:{mount['mountPath']}:ro")
     flags += [f"--cap-drop={cap}" for cap in security["capabilities"]["drop"]]
     if not security["allowPrivilegeEscalation"]:
         flags.append("--security-opt=no-new-privileges")
@@ -88,13 +97,15 @@ def labels(image: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def container(image: str) -> Iterator[Container]:
+def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     """The image running with the Deployment's settings, published on a loopback port."""
     name, port = f"argos-smoke-{os.getpid()}", free_port()
     run_flags = shlex.split(os.environ.get("ARGOS_CONTAINER_RUN_FLAGS", ""))
+    no_secret = tmp_path_factory.mktemp("secret")
+    no_secret.chmod(0o755)
     started = time.monotonic()
     podman("run", "--detach", f"--name={name}", f"--publish=127.0.0.1:{port}:3000",
-           *run_flags, *kubernetes_run_flags(), image)  # fmt: skip
+           *run_flags, *kubernetes_run_flags(no_secret), image)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
         ready_s = wait_until_ready(url, name, started)

@@ -7,6 +7,7 @@ The tests share one container and run in file order; the drain test stops it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -20,11 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.container.conftest import Container, deployment
 from tests.container.prometheus import prometheus_server
+from tests.deploy.test_monitoring import dashboard_expressions
 from tests.integration.test_drain import _wait_until_admitted, readiness, upload
 
 pytestmark = pytest.mark.container
 
-READY_BUDGET_S = 10  # README target 5 s on an idle machine; CI shares its cores
+READY_BUDGET_S = float(os.environ.get("ARGOS_READY_BUDGET_S", "5"))  # on an otherwise idle host
 UPLOADS = 48
 
 
@@ -39,7 +41,8 @@ def served(container: Container) -> list[str]:
 
 
 def test_starts_within_budget(container: Container) -> None:
-    assert container.ready_s <= READY_BUDGET_S
+    load = os.getloadavg()[0]
+    assert container.ready_s <= READY_BUDGET_S, f"load average {load:.1f}, {os.cpu_count()} CPUs"
 
 
 def test_serves_the_models_its_labels_name(container: Container, labels: dict[str, str]) -> None:
@@ -89,6 +92,9 @@ def test_prometheus_scrapes_argos_series(container: Container) -> None:
         assert prometheus.wait_for('min(argos_served_versions{job="argos"})') >= 1
         assert prometheus.wait_for('up{job="argos"}') == 1
         assert prometheus.rule_groups() >= 1
+        for expression in dashboard_expressions():  # each Grafana panel's query evaluates
+            query = expression.replace("$job", "argos").replace("$__rate_interval", "1m")
+            prometheus.query(query)
 
 
 def test_sigterm_answers_every_accepted_request_then_exits_0(
