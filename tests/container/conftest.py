@@ -29,6 +29,17 @@ READY_TIMEOUT_S = 60
 TEST_ENV = {"ARGOS_QUEUE_TIMEOUT_MS": "60000", "ARGOS_MAX_INFLIGHT": "200"}
 
 
+# Figures the smoke test measured, printed at the end of the run (scripts/container smoke).
+FIGURES: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.write_sep("-", "container figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -109,7 +120,8 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         url = f"http://127.0.0.1:{port}"
         ready_s = wait_until_ready(url, name, started)
-        print(f"\n{image} ready in {ready_s:.1f} s")
+        FIGURES["ready"] = f"{ready_s:.1f} s from podman run to /readyz 200 ({image})"
+        FIGURES["load average at start"] = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         yield Container(name, image, url, ready_s)
     finally:
         subprocess.run(["podman", "rm", "--force", "--time=0", name], capture_output=True)
