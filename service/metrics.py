@@ -57,7 +57,7 @@ SERVED_VERSIONS = bentoml.metrics.Gauge(
 )
 READY = bentoml.metrics.Gauge(
     name="argos_ready",
-    documentation="1 while every worker serves its models and is not draining, as of the last "
-    "readiness check (GET /readyz); the least over the live workers",
+    documentation="1 while every worker serves its models and is not draining, as of its "
+    "start-up, drain or last readiness check (GET /readyz); the least over the live workers",
     multiprocess_mode="livemin",
 )

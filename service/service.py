@@ -90,6 +90,7 @@ class Argos:
         controller = serve_models(settings, store, control, models, worker_index - 1)
         self.backend = Backend(settings, store, controller)
         app.state.backend = self.backend
+        metrics.READY.set(int(self.backend.is_ready()))
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).

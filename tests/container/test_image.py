@@ -89,6 +89,7 @@ def test_prometheus_scrapes_argos_series(container: Container) -> None:
         series = prometheus.wait_for('count({job="argos", __name__=~"argos_.+"})')
         assert series > 0
         assert prometheus.wait_for('min(argos_served_versions{job="argos"})') >= 1
+        assert prometheus.wait_for('min(argos_ready{job="argos"})') == 1
         assert prometheus.wait_for('up{job="argos"}') == 1
         assert prometheus.rule_groups() >= 1
         for expression in dashboard_expressions():  # each Grafana panel's query evaluates
