@@ -8,6 +8,7 @@ The tests share one container and run in file order; the drain test stops it.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ import pytest
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.container.conftest import FIGURES, Container, deployment
+from tests.container.conftest import FIGURES, Container, deployment, podman
 from tests.container.prometheus import prometheus_server
 from tests.deploy.test_monitoring import dashboard_expressions
 from tests.integration.test_drain import _wait_until_admitted, readiness, upload
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.container
 
 READY_BUDGET_S = float(os.environ.get("ARGOS_READY_BUDGET_S", "5"))  # on an otherwise idle host
 UPLOADS = 48
+SIZE_BUDGET_BYTES = 450_000_000
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +40,19 @@ def photo(images: Path) -> bytes:
 def served(container: Container) -> list[str]:
     models = httpx.get(f"{container.url}/models", timeout=10).json()["models"]
     return [f"{model['name']}:{model['version']}" for model in models]
+
+
+def test_image_is_small_and_has_no_build_tools(image: str) -> None:
+    size = int(podman("image", "inspect", "--format={{.Size}}", image))
+    FIGURES["image size"] = f"{size / 1e6:.0f} MB uncompressed"
+    assert size <= SIZE_BUDGET_BYTES
+    found = subprocess.run(
+        ["podman", "run", "--rm", *shlex.split(os.environ.get("ARGOS_CONTAINER_RUN_FLAGS", "")),
+         "--entrypoint=sh", image, "-c", "command -v gcc cc c++ make git uv pip || true"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.split() == []
 
 
 def test_starts_within_budget(container: Container) -> None:
