@@ -28,7 +28,7 @@ from typing import TypeVar
 
 import bentoml
 
-from service import supervision
+from service import metrics, supervision
 from service.http import route_labels, transport
 from service.http.app import create_app
 from service.http.backend import Backend
@@ -120,6 +120,7 @@ class Argos:
         self.backend = Backend(settings, store, controller, tuple(models))
         app.state.backend = self.backend
         _warn_if_exposed_without_keys(app.state.access.keys)
+        metrics.READY.set(int(self.backend.is_ready()))
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
         # collector's reach, or each full collection walks it (100-300 ms pauses measured).
@@ -134,13 +135,16 @@ class Argos:
         share_with_workers(settings.control_dir)
 
     def __is_ready__(self) -> bool:
-        return self.backend.is_ready()
+        ready = self.backend.is_ready()
+        metrics.READY.set(int(ready))
+        return ready
 
     def drain(self) -> None:
         """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
         if self.backend.admission.draining:
             return
         self.backend.admission.draining = True
+        metrics.READY.set(0)
         logger.info("draining: %d requests held", self.backend.admission.inflight)
         deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True
