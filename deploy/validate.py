@@ -153,10 +153,12 @@ def check_pools_fit_cpu_limit(resources: list[Resource]) -> Iterator[str]:
 
 
 def check_every_manifest_applied(kubernetes_dir: Path, rendered: list[Resource]) -> Iterator[str]:
-    """No manifest file is forgotten by every kustomization."""
+    """No manifest file is forgotten by every kustomization (``*.example.yaml`` are examples)."""
     applied = {describe(r) for r in rendered}
     for path in sorted(
-        set(kubernetes_dir.rglob("*.yaml")) - set(kubernetes_dir.rglob("kustomization.yaml"))
+        set(kubernetes_dir.rglob("*.yaml"))
+        - set(kubernetes_dir.rglob("kustomization.yaml"))
+        - set(kubernetes_dir.rglob("*.example.yaml"))
     ):
         for resource in filter(None, yaml.safe_load_all(path.read_text())):
             if describe(resource) not in applied:

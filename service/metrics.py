@@ -13,6 +13,11 @@ REJECTED = bentoml.metrics.Counter(
     documentation="Requests refused with a 4xx or 503, by endpoint and error code",
     labelnames=["endpoint", "error"],
 )
+FAILED = bentoml.metrics.Counter(
+    name="argos_failed_requests",
+    documentation="Requests answered 500 after an unexpected error, by endpoint",
+    labelnames=["endpoint"],
+)
 AUTH_REFUSALS = bentoml.metrics.Counter(
     name="argos_auth_refusals",
     documentation="Requests refused for their key or origin, by route template and reason "
@@ -53,3 +58,17 @@ def observe_stages(endpoint: str, **seconds: float) -> None:
     """Record the time each named stage of one request took."""
     for stage, value in seconds.items():
         STAGE_SECONDS.labels(endpoint=endpoint, stage=stage).observe(value)
+
+
+SERVED_VERSIONS = bentoml.metrics.Gauge(
+    name="argos_served_versions",
+    documentation="Versions of each model a worker serves; the least over the live workers",
+    labelnames=["model"],
+    multiprocess_mode="livemin",
+)
+READY = bentoml.metrics.Gauge(
+    name="argos_ready",
+    documentation="1 while every worker serves its models and is not draining, as of its "
+    "start-up, drain or last readiness check (GET /readyz); the least over the live workers",
+    multiprocess_mode="livemin",
+)

@@ -4,12 +4,20 @@ Each worker process owns its model's onnxruntime sessions and a runner thread th
 concurrent requests (:mod:`service.inference`); the HTTP API (:mod:`service.http.app`) runs on
 the worker's event loop and calls the runner in-process.
 
-With ``ARGOS_GRPC_PORT`` set, each worker also serves the Open Inference Protocol over gRPC
-(:mod:`service.grpc`) on its event loop, on the same backend.
+On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503,
+``Retry-After`` and ``Connection: close`` at once, everything already accepted is answered,
+and work still queued when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503. The worker
+goes on accepting connections for ``ARGOS_DRAIN_ACCEPT_S``, and then until its listen
+backlog is empty, so that those already queued get that 503 rather than a reset; a
+connection that has not sent its first request yet is given the idle timeout to send it
+(:mod:`service.http.transport`).
 
-On SIGTERM a worker drains: ``/readyz`` turns 503 and new requests are refused with 503 and
-``Retry-After`` at once, the gRPC server stops accepting calls, everything already accepted
-is answered, and work still queued when ``ARGOS_DRAIN_TIMEOUT_S`` runs out is answered 503.
+Connections are guarded by :mod:`service.http.transport` and BentoML's request metrics are
+labelled by route (:mod:`service.http.route_labels`).
+
+With ``ARGOS_GRPC_PORT`` set, each worker also serves the Open Inference Protocol over gRPC
+(:mod:`service.grpc`) on its event loop, on the same backend; on SIGTERM its gRPC server
+stops accepting calls and answers those it accepted within ``ARGOS_DRAIN_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ from typing import TypeVar
 
 import bentoml
 
-from service import supervision
+from service import metrics, supervision
 from service.grpc.server import GRPCServer
+from service.http import route_labels, transport
 from service.http.app import create_app
 from service.http.backend import Backend
 from service.http.readiness import ReadinessReasons
@@ -39,6 +48,8 @@ T = TypeVar("T")
 logger = logging.getLogger("argos.service")
 settings = get_settings()
 app = create_app()
+transport.install(transport.ConnectionLimits.from_settings(settings))
+route_labels.install(app.routes)
 
 
 def _log_through_bentoml() -> None:
@@ -64,13 +75,18 @@ def _warn_if_exposed_without_keys(keys: KeyRing) -> None:
 
 def _before_sigterm(callback: Callable[[], None]) -> None:
     """Call ``callback`` when SIGTERM arrives, then the handler installed before (uvicorn's,
-    which stops accepting connections and waits for the open ones)."""
+    which stops accepting connections and waits for the open ones) once the listen backlog
+    is empty, after ``ARGOS_DRAIN_ACCEPT_S`` at least."""
     previous = signal.getsignal(signal.SIGTERM)
 
     def handle(signum: int, frame: FrameType | None) -> None:
         callback()
         if callable(previous):
-            previous(signum, frame)
+            transport.stop_after_backlog(
+                lambda: previous(signum, frame),
+                at_least_s=settings.drain_accept_s,
+                at_most_s=settings.drain_accept_s + settings.drain_timeout_s,
+            )
 
     signal.signal(signal.SIGTERM, handle)
 
@@ -108,6 +124,7 @@ class Argos:
         controller = serve_models(settings, store, control, models, worker_index - 1)
         self.backend = Backend(settings, store, controller, tuple(models))
         app.state.backend = self.backend
+        metrics.READY.set(int(self.backend.is_ready()))
         self.grpc: GRPCServer | None = None
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
@@ -134,7 +151,9 @@ class Argos:
         _warn_if_exposed_without_keys(app.state.access.keys)
 
     def __is_ready__(self) -> bool:
-        return self.backend.is_ready()
+        ready = self.backend.is_ready()
+        metrics.READY.set(int(ready))
+        return ready
 
     def drain(self) -> None:
         """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
@@ -143,6 +162,7 @@ class Argos:
         self.backend.admission.draining = True
         if self.grpc is not None:
             self.grpc.drain()
+        metrics.READY.set(0)
         logger.info("draining: %d requests held", self.backend.admission.inflight)
         deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True

@@ -132,6 +132,58 @@ class Settings(BaseSettings):
         "comma-separated; empty: no CORS headers",
     )
 
+    idle_timeout_s: float = Field(
+        10,
+        gt=0,
+        le=3600,
+        description="a connection that sends nothing this long is closed (also the keep-alive "
+        "timeout between requests; above the longest Retry-After, 4 s)",
+    )
+    head_timeout_s: float = Field(
+        10, gt=0, le=3600, description="longest a request head may take to arrive (408 after)"
+    )
+    max_header_line_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="longest header line, and longest URL (431, 414 above)",
+    )
+    max_head_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="largest request head: request line and headers (431 above)",
+    )
+    max_headers: int = Field(100, ge=1, le=10_000, description="most headers a request has (431)")
+    body_timeout_s: float = Field(
+        60, gt=0, le=3600, description="longest a request body may take to arrive (408 after)"
+    )
+    min_body_rate: int = Field(
+        16 * 1024,
+        ge=0,
+        description="slowest a request body may arrive (bytes/s, averaged from its start once "
+        "ARGOS_BODY_RATE_GRACE_S have passed; 408 below); 0: no minimum",
+    )
+    body_rate_grace_s: float = Field(
+        5, ge=0, le=3600, description="seconds of a body before its rate is checked"
+    )
+    linger_s: float = Field(
+        2,
+        ge=0,
+        le=60,
+        description="after a reply sent before the request body arrived, how long the rest "
+        "of the body is read and discarded before the connection closes",
+    )
+
+    drain_accept_s: float = Field(
+        1,
+        ge=0,
+        le=60,
+        description="on SIGTERM, how long new connections are still accepted at least, and "
+        "their requests answered 503 with Connection: close; then until the listen backlog "
+        "is empty (at most ARGOS_DRAIN_TIMEOUT_S more)",
+    )
+
     @field_validator("models", "infer_keys", "admin_keys", "cors_origins", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:

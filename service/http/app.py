@@ -16,6 +16,8 @@ from service.errors import ArgosError, InvalidParameter
 from service.http import classify, detect, models, pages
 from service.http.auth import Access
 from service.http.backend import MODEL_HEADER, Backend
+from service.http.failures import UnexpectedErrors
+from service.http.route_labels import endpoint_of
 from service.http.schemas import ErrorResponse
 from service.http.v2 import routes as v2
 from service.settings import Settings, get_settings
@@ -40,6 +42,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.add_exception_handler(ArgosError, _argos_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_middleware(UnexpectedErrors)
     return app
 
 
@@ -56,7 +59,7 @@ def _allow_origins(app: FastAPI, settings: Settings) -> None:
 
 
 async def _argos_error(request: Request, error: ArgosError) -> JSONResponse:
-    metrics.REJECTED.labels(endpoint=request.url.path, error=error.code).inc()
+    metrics.REJECTED.labels(endpoint=endpoint_of(request.scope), error=error.code).inc()
     return JSONResponse(error.to_dict(), status_code=error.status_code, headers=error.headers)
 
 

@@ -26,10 +26,9 @@ from starlette.routing import BaseRoute, Mount
 
 from service import metrics
 from service.errors import ArgosError, Forbidden, Unauthorized, UnsupportedMediaType
+from service.http.route_labels import endpoint_of
 from service.keys import KeyRing, Scope
 from service.settings import Settings
-
-_UNMATCHED = "unmatched"
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,9 @@ class Guard:
                 _refuse_cross_site(request, access)
             access.authorize(self.scope, request.headers)
         except Refusal as refusal:
-            metrics.AUTH_REFUSALS.labels(route=route_template(request), reason=refusal.reason).inc()
+            metrics.AUTH_REFUSALS.labels(
+                route=endpoint_of(request.scope), reason=refusal.reason
+            ).inc()
             raise refusal.error from None
 
 
@@ -150,11 +151,6 @@ def route_scope(route: BaseRoute | RouteContext) -> Scope | None:
     if getattr(route, "path", None) in FRAMEWORK_PUBLIC_PATHS:
         return Scope.PUBLIC
     return None
-
-
-def route_template(request: Request) -> str:
-    """The matched route's path template (``/v2/models/{name}/infer``), never the raw path."""
-    return getattr(request.scope.get("route"), "path_format", _UNMATCHED)
 
 
 def _refuse_cross_site(request: Request, access: Access) -> None:

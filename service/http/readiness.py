@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import metrics
+
 READINESS_PATH = "/readyz"
 
 
@@ -24,6 +26,7 @@ class ReadinessReasons:
             reasons = (
                 ["the models are still loading"] if backend is None else backend.unready_because()
             )
+            metrics.READY.set(int(not reasons))
             if reasons:
                 reply = JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
                 await reply(scope, receive, send)

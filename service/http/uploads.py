@@ -73,7 +73,11 @@ class UploadLease:
 async def read_image_upload(request: Request, max_bytes: int, lease: UploadLease) -> bytes:
     """The uploaded image's bytes; raises an :class:`ArgosError` saying what was wrong."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+    if (
+        declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_bytes + FORM_OVERHEAD_BYTES
+    ):
         raise PayloadTooLarge(_too_large(int(declared), max_bytes))
     content_type = request.headers.get("content-type", "")
     media_type = content_type.split(";")[0].strip().lower()

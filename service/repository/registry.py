@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from service import metrics
 from service.card import ModelCard
 from service.errors import UnknownModel
 
@@ -49,6 +50,7 @@ class Registry(Generic[M]):
             if any(served.model.card.version == card.version for served in versions):
                 raise ValueError(f"{card.tag} is served already")
             versions.append(_Served(model))
+            metrics.SERVED_VERSIONS.labels(model=card.name).set(len(versions))
 
     def promote(self, name: str, version: str) -> None:
         """Make a served version its name's default again (a rollback to it)."""
@@ -64,6 +66,7 @@ class Registry(Generic[M]):
             versions = self._table.get(name, [])
             served = self._find(name, version, versions)
             versions.remove(served)
+            metrics.SERVED_VERSIONS.labels(model=name).set(len(versions))
             if not versions:
                 del self._table[name]
             deadline = time.monotonic() + timeout_s

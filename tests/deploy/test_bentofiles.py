@@ -57,3 +57,15 @@ def test_image_pins_what_pyproject_pins(relative: str) -> None:
 def test_cpu_and_gpu_onnxruntime_are_one_exact_release() -> None:
     cpu, gpu = PYPROJECT_PINS["onnxruntime"], PYPROJECT_PINS["onnxruntime-gpu"]
     assert cpu == gpu and cpu.startswith("=="), (cpu, gpu)
+
+
+def test_dockerfile_base_is_pinned_and_has_the_python_the_bento_is_locked_for() -> None:
+    """deploy/Dockerfile's default base is a digest-pinned Debian bookworm image with the
+    Python of the bentofile, like the base scripts/container builds from Debian's archive."""
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    [base] = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    match = re.fullmatch(r"\S+/python:(\d+\.\d+)\.\d+-slim-(\w+)@sha256:[0-9a-f]{64}", base)
+    assert match, f"{base} is not a slim Python image pinned by digest"
+    script = (REPO / "scripts" / "container").read_text()
+    assert match.group(2) == re.search(r"^BASE_SUITE=(\w+)$", script, re.MULTILINE).group(1)
+    assert match.group(1) == bentofile("bentofile.yaml")["docker"]["python_version"]

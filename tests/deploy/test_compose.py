@@ -16,9 +16,16 @@ EXIT_MARGIN_S = 5
 
 def test_environment_is_accepted_by_the_service_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ARGOS["environment"].items():
-        assert name.lower().removeprefix("argos_") in Settings.model_fields
+        if name.startswith("ARGOS_"):
+            assert name.lower().removeprefix("argos_") in Settings.model_fields
         monkeypatch.setenv(name, value)
     Settings()
+
+
+def test_ports_are_published_on_loopback_unless_told_otherwise() -> None:
+    for service in COMPOSE["services"].values():
+        for port in service["ports"]:
+            assert str(port).startswith("${ARGOS_BIND_ADDRESS:-127.0.0.1}:"), port
 
 
 def test_compose_waits_for_the_drain_before_killing_the_server(

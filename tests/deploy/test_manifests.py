@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from deploy import validate
 from deploy.validate import DEPLOY_DIR
 from service.settings import Settings
 
 Resource = dict[str, Any]
+EXAMPLE_SECRET = DEPLOY_DIR / "kubernetes" / "secret.example.yaml"
+# API key files, by the environment variable that names them: the Secret's keys.
+KEY_FILES = {"ARGOS_INFER_KEYS_FILE": "infer", "ARGOS_ADMIN_KEYS_FILE": "admin"}
 
 
 def rendered(variant: str) -> list[Resource]:
@@ -88,10 +92,26 @@ def test_argos_environment_is_accepted_by_the_service_settings(
 ) -> None:
     _, env = argos_container(variant)
     argos = {name: value for name, value in env.items() if name.startswith("ARGOS_")}
-    assert argos.keys() <= {f"ARGOS_{name.upper()}" for name in Settings.model_fields}
+    fields = {f"ARGOS_{name.upper()}" for name in Settings.model_fields}
+    assert argos.keys() <= fields
     for name, value in argos.items():
         monkeypatch.setenv(name, value)
-    assert Settings().model == argos["ARGOS_MODEL"]
+    Settings()
+
+
+@pytest.mark.parametrize("variant", validate.VARIANTS)
+def test_api_key_files_come_from_the_required_secret_of_the_example(variant: str) -> None:
+    container, env = argos_container(variant)
+    secret = yaml.safe_load(EXAMPLE_SECRET.read_text())
+    assert list(validate.schema_errors([secret])) == []
+    pod = only(rendered(variant), "Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounted = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    for name, key in KEY_FILES.items():
+        path = PurePosixPath(env[name])
+        assert path.name == key and key in secret["stringData"]
+        source = mounted[str(path.parent)]["secret"]
+        assert source == source | {"secretName": secret["metadata"]["name"], "optional": False}
 
 
 def replace(path: str, old: str, new: str) -> Any:

@@ -22,13 +22,20 @@ pytestmark = pytest.mark.integration
 UPLOADS = 300
 
 
-def upload(url: str, body: bytes, sent: threading.Barrier, replies: list[object]) -> None:
+def upload(
+    url: str,
+    body: bytes,
+    sent: threading.Barrier,
+    replies: list[object],
+    headers: dict[str, str] | None = None,
+) -> None:
     """One upload on its own connection; records the status (0: no reply), and the body of
     any reply but a 200."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     try:
-        connection.request("POST", "/classify", body, {"Content-Type": "image/jpeg"})
+        headers = {"Content-Type": "image/jpeg"} | (headers or {})
+        connection.request("POST", "/classify", body, headers)
         sent.wait()
         response = connection.getresponse()
         text = response.read()

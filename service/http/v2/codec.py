@@ -20,7 +20,7 @@ import base64
 import binascii
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,10 @@ INFERENCE_HEADER = "Inference-Header-Content-Length"
 BINARY_MEDIA_TYPE = "application/octet-stream"
 JSON_MEDIA_TYPE = "application/json"
 
+MAX_JSON_VALUES_BESIDES_IMAGES = 1024
+"""Arrays, objects and elements a request's JSON object may hold besides its images: names,
+shapes, parameters, outputs. A body with more cannot be a valid request, and is refused
+before it is parsed: parsed, each would cost tens of bytes for one or two of the body."""
 _LENGTH = struct.Struct("<I")
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -86,16 +90,25 @@ class EncodedResponse:
 
 
 async def read_request(
-    request: Request, max_upload_bytes: int, lease: UploadLease
+    request: Request,
+    max_upload_bytes: int,
+    lease: UploadLease,
+    *,
+    max_images: int,
+    in_thread: Callable[..., Awaitable[Any]],
 ) -> DecodedRequest:
     """Read, inflate and split an inference request; the body may hold ``max_upload_bytes``
-    of images plus the JSON object's framing."""
+    of images plus the JSON object's framing. Inflating and parsing run through
+    ``in_thread``, off the event loop."""
     max_body_bytes = max_upload_bytes + FORM_OVERHEAD_BYTES
     sent = await read_body(request, max_body_bytes, lease)
-    body = decompress(sent, request.headers.get("content-encoding"), max_body_bytes)
+    encoding = request.headers.get("content-encoding")
+    body = sent if encoding is None else await in_thread(decompress, sent, encoding, max_body_bytes)
     if body is not sent:
         lease.take(len(body))
-    return parse_request(body, request.headers.get(INFERENCE_HEADER))
+    return await in_thread(
+        parse_request, body, request.headers.get(INFERENCE_HEADER), max_images=max_images
+    )
 
 
 def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
@@ -121,9 +134,12 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     return data
 
 
-def parse_request(body: bytes, header_length: str | None) -> DecodedRequest:
-    """Split a request body into its JSON object and each input's binary data."""
+def parse_request(body: bytes, header_length: str | None, *, max_images: int) -> DecodedRequest:
+    """Split a request body into its JSON object and each input's binary data; a JSON
+    object with more values than ``max_images`` images and their framing can hold is
+    refused before it is parsed."""
     json_part, binary_part = _split(body, header_length)
+    _check_value_count(json_part, max_images + MAX_JSON_VALUES_BESIDES_IMAGES)
     try:
         request = InferenceRequest.model_validate_json(json_part)
     except ValidationError as error:
@@ -316,12 +332,28 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
     value = header_length.strip()
-    if not value.isdigit() or not 0 < int(value) <= len(body):
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= len(body):
         raise InvalidTensor(
             f"{INFERENCE_HEADER} must be the length of the JSON object, between 1 and the "
             f"body's {len(body):,} bytes; got {header_length!r}"
         )
     return body[: int(value)], body[int(value) :]
+
+
+def _check_value_count(json_part: bytes, limit: int) -> None:
+    """Refuse a JSON object with more than ``limit`` values, before parsing it.
+
+    Every value but the first of an array or object follows a comma, and arrays and objects
+    nest at most a few hundred deep (the parser refuses deeper), so commas bound the values.
+    They are counted at C speed, those inside strings too, which only a request with
+    hundreds of commas in its names could notice."""
+    if json_part.count(b",") > limit:
+        raise InvalidTensor(
+            f"the JSON object holds more than {limit:,} values (counted by their commas, "
+            f"those inside strings too); an inference request holds one element per image, "
+            f"at most {limit - MAX_JSON_VALUES_BESIDES_IMAGES:,}, and a few names and "
+            "parameters"
+        )
 
 
 def _binary_size(tensor: RequestInput) -> int | None:

@@ -134,7 +134,14 @@ async def infer(
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
     with backend.models.lease(name, version) as model:
         card = model.card
-        decoded = await codec.read_request(request, backend.settings.max_upload_bytes, uploads)
+        pipeline = backend.pipeline
+        decoded = await codec.read_request(
+            request,
+            backend.settings.max_upload_bytes,
+            uploads,
+            max_images=pipeline.max_images,
+            in_thread=pipeline.in_thread,
+        )
         outputs = await operations.infer(backend, model, decoded, endpoint="v2_infer")
     encoded = codec.encode_response(
         model_name=card.name,

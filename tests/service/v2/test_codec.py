@@ -50,7 +50,9 @@ def as_text(element: bytes | str) -> str:
 
 
 def decode_images(body: bytes, header: str | None, max_images: int = 8) -> list[bytes]:
-    return images_of(parse_request(body, header), "image", max_images=max_images)
+    return images_of(
+        parse_request(body, header, max_images=max_images), "image", max_images=max_images
+    )
 
 
 def test_binary_images_from_tritonclient_come_back_byte_for_byte():
@@ -76,7 +78,7 @@ def test_json_images_may_be_nested_row_major():
 
 def test_request_id_and_parameters_are_read():
     body, header = triton_body(IMAGES[:1], request_id="42")
-    decoded = parse_request(body, header)
+    decoded = parse_request(body, header, max_images=8)
     assert decoded.request.id == "42"
     assert decoded.request.parameters == {"binary_data_output": True}
 
@@ -103,26 +105,26 @@ def test_cut_bytes_elements_are_refused(mangle, message):
 def test_bad_inference_header_length_is_refused(header):
     body, _ = triton_body(IMAGES)
     with pytest.raises(InvalidTensor, match=INFERENCE_HEADER):
-        parse_request(body, header)
+        parse_request(body, header, max_images=8)
 
 
 def test_binary_data_past_the_body_is_refused():
     body, header = triton_body(IMAGES)
     with pytest.raises(InvalidTensor, match="only .* remain after the JSON object"):
-        parse_request(body[:-3], header)
+        parse_request(body[:-3], header, max_images=8)
 
 
 def test_bytes_no_input_claims_are_refused():
     body, header = triton_body(IMAGES)
     with pytest.raises(InvalidTensor, match="belong to no input"):
-        parse_request(body + b"extra", header)
+        parse_request(body + b"extra", header, max_images=8)
 
 
 def test_binary_data_size_needs_the_header():
     tensor = {"name": "image", "shape": [1], "datatype": "BYTES"}
     tensor["parameters"] = {"binary_data_size": 0}
     with pytest.raises(InvalidTensor, match="has no Inference-Header-Content-Length"):
-        parse_request(json.dumps({"inputs": [tensor]}).encode(), None)
+        parse_request(json.dumps({"inputs": [tensor]}).encode(), None, max_images=8)
 
 
 @pytest.mark.parametrize(
@@ -164,19 +166,19 @@ def test_binary_data_size_needs_the_header():
 def test_malformed_inputs_are_refused(tensor, message):
     body = json.dumps({"inputs": [tensor]}).encode()
     with pytest.raises(InvalidTensor, match=message):
-        parse_request(body, None)
+        parse_request(body, None, max_images=8)
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"inputs": []}'])
 def test_bodies_that_are_not_requests_are_refused(body):
     with pytest.raises(InvalidTensor, match="not valid"):
-        parse_request(body, None)
+        parse_request(body, None, max_images=8)
 
 
 def test_duplicate_input_names_are_refused():
     tensor = {"name": "image", "shape": [1], "datatype": "BYTES", "data": ["AA=="]}
     with pytest.raises(InvalidTensor, match="unique"):
-        parse_request(json.dumps({"inputs": [tensor, tensor]}).encode(), None)
+        parse_request(json.dumps({"inputs": [tensor, tensor]}).encode(), None, max_images=8)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +211,7 @@ def test_binary_element_count_must_match_the_shape():
 
 def test_without_outputs_every_output_comes_back_as_asked_by_binary_data_output():
     body, header = triton_body(IMAGES[:1])
-    request = parse_request(body, header).request
+    request = parse_request(body, header, max_images=8).request
     assert requested_outputs(request, ["probabilities"], labels=3) == [
         OutputRequest("probabilities", binary=True)
     ]
@@ -218,7 +220,7 @@ def test_without_outputs_every_output_comes_back_as_asked_by_binary_data_output(
 def test_requested_outputs_follow_tritonclient_parameters():
     outputs = [triton.InferRequestedOutput("probabilities", binary_data=False, class_count=2)]
     body, header = triton_body(IMAGES[:1], outputs=outputs)
-    request = parse_request(body, header).request
+    request = parse_request(body, header, max_images=8).request
     assert requested_outputs(request, ["probabilities"], labels=3) == [
         OutputRequest("probabilities", binary=False, classification=2)
     ]
@@ -237,7 +239,9 @@ def test_requested_outputs_follow_tritonclient_parameters():
 )
 def test_bad_output_requests_are_refused(outputs, message):
     tensor = {"name": "image", "shape": [1], "datatype": "BYTES", "data": ["AA=="]}
-    request = parse_request(json.dumps({"inputs": [tensor], "outputs": outputs}).encode(), None)
+    request = parse_request(
+        json.dumps({"inputs": [tensor], "outputs": outputs}).encode(), None, max_images=8
+    )
     with pytest.raises(InvalidTensor, match=message):
         requested_outputs(request.request, ["probabilities"], labels=3)
 
