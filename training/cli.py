@@ -314,12 +314,16 @@ def _quantize(args: argparse.Namespace) -> int:
     model = args.model or f"{DEFAULT_MODEL}:latest"
     model_dir = Path(model) if Path(model).is_dir() else store.artifact_path(model)
     card = verify_artifact(model_dir)
-    if args.calibration is not None:
-        split = split_photos(
-            args.calibration, card.preprocessing, args.calibration_images, args.seed
-        )
-    else:
-        split = split_training_data(card, args.data, args.calibration_images, args.seed)
+    try:
+        if args.calibration is not None:
+            split = split_photos(
+                args.calibration, card.preprocessing, args.calibration_images, args.seed
+            )
+        else:
+            split = split_training_data(card, args.data, args.calibration_images, args.seed)
+    except ValueError as error:
+        print(f"cannot quantize {card.tag}: {error}", file=sys.stderr)
+        return 2
     calibration, judged = split
     recipe = Recipe(
         method=args.method, keep_float=tuple(args.keep_float), reduce_range=args.reduce_range
