@@ -203,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         choices=["stem", "head"],
         default=["stem", "head"],
-        help="regions left in float: stem (up to the first convolutions), head (after the "
-        "last ones); default both",
+        help="regions left in float: stem (up to the first convolutions), head (the global "
+        "pooling and after); default both",
     )
     quantize.add_argument(
         "--reduce-range",

@@ -50,6 +50,7 @@ METHODS = {
     "percentile": CalibrationMethod.Percentile,
 }
 REGIONS = ("stem", "head")
+POOLING = {"GlobalAveragePool", "ReduceMean", "GlobalMaxPool", "ReduceMax"}
 
 
 class QuantizationRefused(RuntimeError):
@@ -120,7 +121,7 @@ class Judgement:
 
 def float_regions(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Node names of the stem (everything up to and including the first convolutions)
-    and of the head (everything after the last convolutions) of a graph."""
+    and of the head (the global pooling and everything after it) of a graph."""
     graph = model.graph
     constants = {tensor.name for tensor in graph.initializer}
     before = {tensor.name for tensor in graph.input} - constants
@@ -135,7 +136,8 @@ def float_regions(model: onnx.ModelProto) -> dict[str, list[str]]:
     for node in reversed(graph.node):
         if node.op_type != "Conv" and any(name in after for name in node.output):
             head.append(node.name)
-            after.update(node.input)
+            if node.op_type not in POOLING:
+                after.update(node.input)
     return {"stem": stem, "head": head[::-1]}
 
 
