@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import bentoml
+import httpx
 import numpy as np
 import onnx
 import pytest
@@ -25,6 +27,7 @@ from service.card import (
     verify_artifact,
 )
 from service.inference.sessions import OnnxModel
+from tests.conftest import argos_server
 from training import store
 from training.calibration import seeded_split
 from training.cli import main
@@ -100,11 +103,12 @@ def coloured(count: int, seed: int, brightness: int = 255) -> np.ndarray:
 
 @pytest.fixture()
 def name() -> Iterator[str]:
-    """A fresh store name; its variant, if registered, is deleted afterwards."""
+    """A fresh store name; the model and its variant, if registered, are deleted afterwards."""
     name = f"tinyq-{uuid.uuid4().hex[:8]}"
     yield name
-    if store.exists(f"{name}-int8:1"):
-        bentoml.models.delete(f"{name}-int8:1")
+    for tag in (f"{name}:1", f"{name}-int8:1"):
+        if store.exists(tag):
+            bentoml.models.delete(tag)
 
 
 def test_regions_are_the_stem_and_the_head(tmp_path: Path) -> None:
@@ -221,6 +225,35 @@ def test_cli_refuses_a_variant_over_the_bound_and_registers_nothing(
     assert f"refused {name}-int8, not registered: top-1 agreement" in capsys.readouterr().err
     assert not store.exists(f"{name}-int8:latest")
     assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.integration
+def test_a_real_server_serves_the_variant_beside_its_float_model(tmp_path: Path, name: str) -> None:
+    float_dir = write_artifact(tmp_path / "float", name)
+    store.register(float_dir)
+    calibration = photo_folder(tmp_path / "calibration", dark_calibration=False)
+    assert main(quantize_args(float_dir, calibration, tmp_path)) == 0
+    photos = {}
+    for label, pixels in zip(["red", "green", "blue"], coloured(3, 6), strict=True):
+        png = io.BytesIO()
+        Image.fromarray(pixels).save(png, format="PNG")
+        photos[label] = png.getvalue()
+    replies = []
+    with argos_server(f"{name}:1", models=f"{name}:1,{name}-int8:1") as url:
+        for model in (name, f"{name}-int8"):
+            for photo in photos.values():
+                replies.append(
+                    httpx.post(
+                        f"{url}/classify",
+                        params={"model": model, "top_k": 1},
+                        files={"image": photo},
+                        timeout=60,
+                    )
+                )
+    assert [reply.status_code for reply in replies] == [200] * 6
+    bodies = [reply.json() for reply in replies]
+    assert [body["model"]["name"] for body in bodies] == [name] * 3 + [f"{name}-int8"] * 3
+    assert [body["predictions"][0]["label"] for body in bodies] == [*photos] * 2
 
 
 def test_card_quantization_section_is_validated() -> None:
