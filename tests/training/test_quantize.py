@@ -78,11 +78,21 @@ def tiny_convnet(path: Path) -> Path:
     return path
 
 
-def write_artifact(directory: Path, name: str) -> Path:
+def write_artifact(
+    directory: Path,
+    name: str,
+    training: dict | None = None,
+    labels: tuple[str, ...] = ("red", "green", "blue"),
+) -> Path:
     """A float artifact folder, as ``train`` would leave it: graph, embedded card, hash."""
     directory.mkdir(parents=True)
     card = ModelCard(
-        name=name, version="1", labels=["red", "green", "blue"], preprocessing=SPEC, backbone="tiny"
+        name=name,
+        version="1",
+        labels=list(labels),
+        preprocessing=SPEC,
+        backbone="tiny",
+        training=training or {},
     )
     embed_card(tiny_convnet(directory / "raw.onnx"), card, directory / ONNX_FILENAME)
     (directory / "raw.onnx").unlink()
@@ -182,7 +192,7 @@ def test_badly_calibrated_variant_is_refused_and_nothing_is_written(
 
 
 def write_photos(folder: Path, pixels: np.ndarray) -> Path:
-    folder.mkdir()
+    folder.mkdir(parents=True)
     for i, image in enumerate(pixels):
         Image.fromarray(image).save(folder / f"{i:03d}.png")
     return folder
@@ -225,6 +235,24 @@ def test_cli_refuses_a_variant_over_the_bound_and_registers_nothing(
     assert f"refused {name}-int8, not registered: top-1 agreement" in capsys.readouterr().err
     assert not store.exists(f"{name}-int8:latest")
     assert not (tmp_path / "models").exists()
+
+
+def test_a_trained_model_calibrates_on_its_training_split_and_is_judged_on_its_test_split(
+    tmp_path: Path, name: str
+) -> None:
+    data, labels = tmp_path / "data", ("1-red", "2-green", "3-blue")
+    for index, label in enumerate(labels):
+        write_photos(data / label, coloured(30, 10 + index)[index::3])
+    config = {"data": str(data), "val_split": 0.2, "test_split": 0.3, "seed": 1}
+    float_dir = write_artifact(tmp_path / "float", name, {"config": config}, labels)
+    args = ["quantize", "--model", str(float_dir), "--out", str(tmp_path / "models")]
+    args += ["--parity-images", str(data / "1-red"), "--no-register"]
+    assert main(args) == 0
+    q = verify_artifact(tmp_path / "models" / f"{name}-int8" / "1").quantization
+    assert q.judged_on == f"the 9 test-split images of {data}" and q.judged_images == 9
+    assert q.calibration == f"15 of the 15 training-split images of {data} (seed 0)"
+    assert q.float_accuracy == 1.0 and q.accuracy_delta == q.accuracy - 1.0
+    assert not store.exists(f"{name}-int8:1")
 
 
 @pytest.mark.integration
