@@ -76,6 +76,39 @@ class DenseHead(_Frozen):
     stride: int = Field(gt=0, description="input pixels per feature-map cell")
 
 
+class QuantizationSpeed(_Frozen):
+    """onnxruntime CPU cost of the float and the quantized graph, measured in one run."""
+
+    float_core_ms: float = Field(gt=0, description="CPU ms per image of the float graph")
+    quantized_core_ms: float = Field(gt=0, description="CPU ms per image of the quantized graph")
+    speedup: float = Field(gt=0, description="float_core_ms / quantized_core_ms")
+    float_batch: int = Field(ge=1, description="batch size at which the float graph was cheapest")
+    quantized_batch: int = Field(ge=1, description="same for the quantized graph")
+    threads: int = Field(ge=1, description="onnxruntime intra-op threads")
+    cpu: str = Field(description="processor and the integer instructions it offers")
+
+
+class Quantization(_Frozen):
+    """How a quantized variant was made from its float model, and how it was judged."""
+
+    precision: Literal["int8"] = "int8"
+    float_model: str = Field(pattern=TAG_PATTERN, description="the float model it comes from")
+    method: str = Field(description="quantizer, format, granularity and calibration method")
+    options: dict[str, Any] = Field(default_factory=dict, description="quantizer settings")
+    kept_float: list[str] = Field(default_factory=list, description="nodes left in float")
+    calibration: str = Field(description="where the calibration images came from")
+    calibration_images: int = Field(ge=1)
+    judged_on: str = Field(description="images the variant was compared on (never calibration)")
+    judged_images: int = Field(ge=1)
+    top1_agreement: float = Field(ge=0, le=1, description="with the float model on judged_on")
+    float_accuracy: float | None = Field(None, ge=0, le=1, description="on judged_on, if labelled")
+    accuracy: float | None = Field(None, ge=0, le=1, description="the variant's, same images")
+    accuracy_delta: float | None = Field(None, description="accuracy - float_accuracy")
+    parity: Parity = Field(description="quantized vs float probabilities on sample photos")
+    speed: QuantizationSpeed
+    bounds: dict[str, float] = Field(description="the limits it was accepted under")
+
+
 class ModelCard(_Frozen):
     """Everything the service needs to know about a model, and where it came from."""
 
@@ -90,6 +123,7 @@ class ModelCard(_Frozen):
     metrics: dict[str, Any] = Field(default_factory=dict)
     parity: Parity | None = None
     dense: DenseHead | None = None
+    quantization: Quantization | None = None
     onnx_sha256: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -151,6 +151,79 @@ def build_parser() -> argparse.ArgumentParser:
         "probabilities instead of running the model",
     )
 
+    quantize = commands.add_parser(
+        "quantize",
+        help="make a static INT8 variant of a model, judged against it, registered as <name>-int8",
+        description="onnxruntime static quantization (QDQ, per-channel) calibrated on images "
+        "preprocessed as the card says, then compared with the float model on images "
+        "calibration never saw: refused (exit status 1, nothing written or registered) "
+        "over the bounds.",
+    )
+    quantize.add_argument("--out", type=Path, default=Path("models"), help="artifact root folder")
+    quantize.add_argument(
+        "--no-register", action="store_true", help="do not add the variant to the BentoML store"
+    )
+    quantize.add_argument(
+        "--model",
+        default=None,
+        help="float artifact folder (with card.json) or BentoML store tag; default: the "
+        "default model's latest version",
+    )
+    quantize.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="photos: a seeded sample of them calibrates, the others judge (agreement only); "
+        "without it, a trained model's own split: training images calibrate, the test split "
+        "judges (agreement and accuracy)",
+    )
+    quantize.add_argument(
+        "--data", type=Path, default=None, help="a trained model's data folder, if it has moved"
+    )
+    quantize.add_argument(
+        "--calibration-images", type=int, default=200, help="images to calibrate on (200)"
+    )
+    quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    quantize.add_argument(
+        "--parity-images",
+        type=Path,
+        default=os.environ.get("ARGOS_SAMPLE_IMAGES") or None,
+        required=not os.environ.get("ARGOS_SAMPLE_IMAGES"),
+        help="photos to compare float and INT8 probabilities on (env ARGOS_SAMPLE_IMAGES)",
+    )
+    quantize.add_argument(
+        "--method",
+        choices=["minmax", "entropy", "percentile"],
+        default="minmax",
+        help="calibration method (minmax)",
+    )
+    quantize.add_argument(
+        "--keep-float",
+        nargs="*",
+        choices=["stem", "head"],
+        default=["stem", "head"],
+        help="regions left in float: stem (up to the first convolutions), head (the global "
+        "pooling and after); default both",
+    )
+    quantize.add_argument(
+        "--reduce-range",
+        action="store_true",
+        help="7-bit weights: for CPUs with AVX2 but no VNNI, whose 8-bit kernels can saturate",
+    )
+    quantize.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.97,
+        help="least top-1 agreement with the float model (0.97)",
+    )
+    quantize.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.003,
+        help="largest accuracy loss on labelled images (0.003: 0.3 points)",
+    )
+
     preview = commands.add_parser(
         "preview", help="write a PNG grid of augmented training images for a config"
     )
@@ -231,6 +304,53 @@ def _door_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from service.card import verify_artifact
+    from service.settings import DEFAULT_MODEL
+    from training import store
+    from training.calibration import photos, split_photos, split_training_data
+    from training.quantize import Bounds, QuantizationRefused, Recipe, quantize
+
+    model = args.model or f"{DEFAULT_MODEL}:latest"
+    model_dir = Path(model) if Path(model).is_dir() else store.artifact_path(model)
+    card = verify_artifact(model_dir)
+    try:
+        if args.calibration is not None:
+            split = split_photos(
+                args.calibration, card.preprocessing, args.calibration_images, args.seed
+            )
+        else:
+            split = split_training_data(card, args.data, args.calibration_images, args.seed)
+    except ValueError as error:
+        print(f"cannot quantize {card.tag}: {error}", file=sys.stderr)
+        return 2
+    calibration, judged = split
+    recipe = Recipe(
+        method=args.method, keep_float=tuple(args.keep_float), reduce_range=args.reduce_range
+    )
+    bounds = Bounds(min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
+    sample = photos(args.parity_images, card.preprocessing)
+    try:
+        variant, out_dir = quantize(
+            model_dir, args.out, calibration, judged, sample, recipe=recipe, bounds=bounds
+        )
+    except QuantizationRefused as refusal:
+        print(f"refused {card.name}-int8, not registered: {refusal}", file=sys.stderr)
+        return 1
+    q = variant.quantization
+    line = f"exported {variant.tag} to {out_dir}: top-1 agreement {q.top1_agreement:.2%}"
+    if q.accuracy is not None:
+        line += f", accuracy {q.accuracy:.2%} vs float {q.float_accuracy:.2%}"
+    speed = q.speed
+    print(
+        f"{line} on {q.judged_images} images; {speed.quantized_core_ms:.2f} vs "
+        f"{speed.float_core_ms:.2f} core-ms per image ({speed.speedup:.2f}x, {speed.cpu})"
+    )
+    if not args.no_register:
+        print(f"registered {store.register(out_dir)} in the BentoML store")
+    return 0
+
+
 def _preview(args: argparse.Namespace) -> int:
     from training.preview import preview
 
@@ -251,5 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         "train": _train,
         "door-eval": _door_eval,
         "preview": _preview,
+        "quantize": _quantize,
     }
     return handlers[args.command](args)

@@ -17,6 +17,8 @@ def register(artifact_dir: Path) -> str:
     """
     card = verify_artifact(artifact_dir)
     labels = {"task": card.task, "backbone": card.backbone}
+    if card.quantization is not None:
+        labels["precision"] = card.quantization.precision
     metadata = {"labels": len(card.labels), "onnx_sha256": card.onnx_sha256}
     if card.parity is not None:
         metadata["parity_max_abs_diff"] = card.parity.max_abs_diff
