@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
+from google.protobuf import (
+    descriptor_pool,
+    symbol_database,  # noqa: F401 (binds the default pool first)
+)
 
 from harness.local_server import local_server
 from harness.local_server import shared_dir as local_shared_dir
@@ -20,6 +26,20 @@ from training import store
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TAG = f"{DEFAULT_MODEL}:latest"
 DOGGY_DOOR_TAG = os.environ.get("ARGOS_DOGGY_DOOR_MODEL", "doggy-door:latest")
+
+
+def _import_tritonclient_grpc_apart() -> None:
+    """Import ``tritonclient.grpc`` with its generated modules in a descriptor pool of their
+    own: they define package ``inference`` as Argos's protocol modules do, protobuf refuses
+    two files that define one symbol in the default pool, and the tests call Argos's server
+    with the stock client in one process."""
+    with mock.patch.object(
+        descriptor_pool, "Default", return_value=descriptor_pool.DescriptorPool()
+    ):
+        importlib.import_module("tritonclient.grpc")
+
+
+_import_tritonclient_grpc_apart()
 
 
 @pytest.fixture(scope="session")

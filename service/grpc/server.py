@@ -11,8 +11,8 @@ import asyncio
 import logging
 
 import grpc
-from tritonclient.grpc import service_pb2_grpc
 
+from service.grpc.protocol import inference_pb2_grpc
 from service.grpc.servicer import InferenceServicer
 from service.http.auth import Access
 from service.http.backend import Backend
@@ -44,7 +44,7 @@ class GRPCServer:
                 ("grpc.max_receive_message_length", self.max_message_bytes),
             ]
         )
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, self._server)
+        inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, self._server)
         self.port = self._server.add_insecure_port(self.address)
         await self._server.start()
         logger.info("gRPC inference service on %s", self.address)

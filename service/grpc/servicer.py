@@ -4,8 +4,8 @@ extension, answered by the same functions as the REST routes (:mod:`service.http
 Every call is checked like its HTTP route: health is public, metadata and inference need
 an ``infer`` key, the model repository an ``admin`` key, sent as ``authorization: Bearer
 <key>`` or in the metadata key named by ``ARGOS_API_KEY_HEADER`` (lower-cased). Triton's
-other RPCs (statistics, shared memory, tracing, logging, streaming) answer
-``UNIMPLEMENTED``.
+other RPCs (statistics, shared memory, tracing, logging, streaming) are not in Argos's
+protocol (:mod:`service.grpc.protocol`): gRPC answers them ``UNIMPLEMENTED``.
 """
 
 from __future__ import annotations
@@ -16,36 +16,23 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
-from tritonclient.grpc import model_config_pb2, service_pb2_grpc
-from tritonclient.grpc import service_pb2 as pb
 
 from service import metrics
 from service.card import TAG_PATTERN, ModelCard
 from service.errors import ArgosError, InvalidParameter, UnknownModel
 from service.grpc import errors, tensors
+from service.grpc.protocol import inference_pb2 as pb
+from service.grpc.protocol import inference_pb2_grpc
 from service.http.auth import Access, Refusal
 from service.http.backend import Backend
 from service.http.v2 import operations
 from service.keys import Scope
 
 T = TypeVar("T")
-SERVICE = "inference.GRPCInferenceService"
-UNIMPLEMENTED = (
-    "ModelStatistics",
-    "ModelStreamInfer",
-    "TraceSetting",
-    "LogSettings",
-    "SystemSharedMemoryStatus",
-    "SystemSharedMemoryRegister",
-    "SystemSharedMemoryUnregister",
-    "CudaSharedMemoryStatus",
-    "CudaSharedMemoryRegister",
-    "CudaSharedMemoryUnregister",
-)
-"""Triton's RPCs that Argos does not offer."""
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
-class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     """One worker's gRPC endpoint over its backend."""
 
     def __init__(self, backend: Backend, access: Access) -> None:
@@ -84,7 +71,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
         async def answer() -> pb.ModelConfigResponse:
             found = operations.model_config(self._card(request))
-            return pb.ModelConfigResponse(config=_message(found, model_config_pb2.ModelConfig()))
+            return pb.ModelConfigResponse(config=_message(found, pb.ModelConfig()))
 
         return await self._call(context, "ModelConfig", Scope.INFER, answer)
 
@@ -171,18 +158,6 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def _unimplemented(method: str) -> Callable[..., Awaitable[None]]:
-    async def refuse(self: InferenceServicer, request: object, context: Context) -> None:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"Argos does not offer {method}")
-
-    refuse.__name__ = method
-    return refuse
-
-
-for _method in UNIMPLEMENTED:
-    setattr(InferenceServicer, _method, _unimplemented(_method))
 
 
 def _headers(context: Context) -> dict[str, str]:

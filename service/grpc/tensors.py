@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from tritonclient.grpc import service_pb2 as pb
 
 from service.card import ModelCard
+from service.grpc.protocol import inference_pb2 as pb
 from service.http.v2 import codec
 from service.http.v2.errors import InvalidTensor, describe
 from service.http.v2.schemas import InferenceRequest

@@ -82,12 +82,20 @@ def kubernetes_run_flags(secret_dir: Path) -> list[str]:
     return flags
 
 
+def container_ports() -> dict[str, int]:
+    """The Deployment's container ports by name (``http``, ``grpc``)."""
+    [container] = deployment()["spec"]["template"]["spec"]["containers"]
+    return {port["name"]: port["containerPort"] for port in container["ports"]}
+
+
 @dataclass
 class Container:
     name: str
     image: str
     url: str
     ready_s: float
+    grpc_url: str
+    """``host:port`` of the gRPC inference service."""
 
     def inspect(self, template: str) -> str:
         return podman("inspect", "--format", template, self.name).strip()
@@ -114,8 +122,10 @@ def labels(image: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    """The image running with the Deployment's settings, published on a loopback port."""
-    name, port = f"argos-smoke-{os.getpid()}", free_port()
+    """The image running with the Deployment's settings, its HTTP and gRPC ports published
+    on loopback ports."""
+    name, port, grpc_port = f"argos-smoke-{os.getpid()}", free_port(), free_port()
+    ports = container_ports()
     run_flags = shlex.split(os.environ.get("ARGOS_CONTAINER_RUN_FLAGS", ""))
     secret = tmp_path_factory.mktemp("secret")
     for scope, key in KEYS.items():  # readable by the container's user, as a Secret's files
@@ -123,7 +133,8 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         (secret / scope).chmod(0o644)
     secret.chmod(0o755)
     started = time.monotonic()
-    podman("run", "--detach", f"--name={name}", f"--publish=127.0.0.1:{port}:3000",
+    podman("run", "--detach", f"--name={name}", f"--publish=127.0.0.1:{port}:{ports['http']}",
+           f"--publish=127.0.0.1:{grpc_port}:{ports['grpc']}",
            *run_flags, *kubernetes_run_flags(secret), image)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
@@ -132,7 +143,7 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         FIGURES["ready"] = f"{ready_s:.1f} s from podman run to /readyz 200 ({image})"
         FIGURES["CPU time to ready"] = f"{cpu_s:.1f} s, all processes of the container"
         FIGURES["load average at start"] = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-        yield Container(name, image, url, ready_s)
+        yield Container(name, image, url, ready_s, f"127.0.0.1:{grpc_port}")
     finally:
         subprocess.run(["podman", "rm", "--force", "--time=0", name], capture_output=True)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -118,7 +119,25 @@ def test_v2_through_tritonclient(container: Container, photo: bytes) -> None:
         assert client.is_model_ready(name, headers=INFER)
         tensor = triton.InferInput("image", [1], "BYTES")
         tensor.set_data_from_numpy(np.array([photo], dtype=np.object_))
-        probabilities = client.infer(name, [tensor], headers=INFER).as_numpy("probabilities")
+        # a copy: tritonclient.http adds Inference-Header-Content-Length to the dict it gets
+        reply = client.infer(name, [tensor], headers=dict(INFER))
+        probabilities = reply.as_numpy("probabilities")
+        assert probabilities.shape[0] == 1 and probabilities.sum() == pytest.approx(1, abs=1e-3)
+
+
+def test_grpc_through_tritonclient(container: Container, photo: bytes) -> None:
+    """The gRPC service of the image (its own protocol modules, no Triton package) answers
+    the stock client as HTTP does."""
+    client = triton_grpc.InferenceServerClient(container.grpc_url)
+    keyed = {name.lower(): value for name, value in INFER.items()}  # gRPC metadata keys
+    assert client.is_server_ready(client_timeout=30)
+    for tag in served(container):
+        name = tag.split(":")[0]
+        assert client.get_model_config(name, headers=keyed).config.name == name
+        tensor = triton_grpc.InferInput("image", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([photo], dtype=np.object_))
+        result = client.infer(name, [tensor], headers=keyed, client_timeout=60)
+        probabilities = result.as_numpy("probabilities")
         assert probabilities.shape[0] == 1 and probabilities.sum() == pytest.approx(1, abs=1e-3)
 
 
