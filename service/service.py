@@ -16,7 +16,7 @@ Connections are guarded by :mod:`service.http.transport` and BentoML's request m
 labelled by route (:mod:`service.http.route_labels`).
 
 With ``ARGOS_GRPC_PORT`` set, each worker also serves the Open Inference Protocol over gRPC
-(:mod:`service.grpc`) on its event loop, on the same backend; on SIGTERM its gRPC server
+(:mod:`service.grpc`) on its event loop, on the same worker state; on SIGTERM its gRPC server
 stops accepting calls and answers those it accepted within ``ARGOS_DRAIN_TIMEOUT_S``.
 """
 
@@ -36,8 +36,8 @@ from service import metrics, supervision
 from service.grpc.server import GRPCServer
 from service.http import route_labels, transport
 from service.http.app import create_app
-from service.http.backend import Backend
 from service.http.readiness import ReadinessReasons
+from service.http.worker import Worker
 from service.keys import KeyRing, Scope, listening_beyond_loopback
 from service.repository.desired_state import ControlDir, share_with_workers
 from service.repository.serving import serve_models
@@ -122,9 +122,9 @@ class Argos:
         control = ControlDir.for_server(server_pid)
         models = resolve_all(store, settings.model_tags)
         controller = serve_models(settings, store, control, models, worker_index - 1)
-        self.backend = Backend(settings, store, controller, tuple(models))
-        app.state.backend = self.backend
-        metrics.READY.set(int(self.backend.is_ready()))
+        self.worker = Worker(settings, store, controller, tuple(models))
+        app.state.worker = self.worker
+        metrics.READY.set(int(self.worker.is_ready()))
         self.grpc: GRPCServer | None = None
         _before_sigterm(self.drain)
         # Everything allocated so far lives as long as the worker: move it out of the
@@ -145,31 +145,31 @@ class Argos:
         the warning about open inference, which sees both listeners."""
         if settings.grpc_port is not None:
             self.grpc = GRPCServer(
-                self.backend, app.state.access, settings.grpc_host, settings.grpc_port
+                self.worker, app.state.access, settings.grpc_host, settings.grpc_port
             )
             await self.grpc.start()
         _warn_if_exposed_without_keys(app.state.access.keys)
 
     def __is_ready__(self) -> bool:
-        ready = self.backend.is_ready()
+        ready = self.worker.is_ready()
         metrics.READY.set(int(ready))
         return ready
 
     def drain(self) -> None:
         """Refuse new requests; give queued work ``drain_timeout_s`` to finish."""
-        if self.backend.admission.draining:
+        if self.worker.admission.draining:
             return
-        self.backend.admission.draining = True
+        self.worker.admission.draining = True
         if self.grpc is not None:
             self.grpc.drain()
         metrics.READY.set(0)
-        logger.info("draining: %d requests held", self.backend.admission.inflight)
+        logger.info("draining: %d requests held", self.worker.admission.inflight)
         deadline = threading.Timer(settings.drain_timeout_s, self._abort)
         deadline.daemon = True
         deadline.start()
 
     def _abort(self) -> None:
-        for models in self.backend.models.served().values():
+        for models in self.worker.models.served().values():
             for model in models:
                 model.runner.abort("the server's drain time ran out")
 
@@ -179,7 +179,7 @@ class Argos:
         stop the runner threads."""
         if self.grpc is not None:
             await self.grpc.stop()
-        self.backend.controller.stop()
+        self.worker.controller.stop()
 
 
 Argos.add_asgi_middleware(ReadinessReasons, api=app)

@@ -15,8 +15,8 @@ import grpc
 from service.grpc.protocol import inference_pb2_grpc
 from service.grpc.servicer import InferenceServicer
 from service.http.auth import Access
-from service.http.backend import Backend
 from service.http.uploads import FORM_OVERHEAD_BYTES
+from service.http.worker import Worker
 
 logger = logging.getLogger("argos.grpc")
 
@@ -24,13 +24,13 @@ logger = logging.getLogger("argos.grpc")
 class GRPCServer:
     """``inference.GRPCInferenceService`` of one worker on ``host:port``."""
 
-    def __init__(self, backend: Backend, access: Access, host: str, port: int) -> None:
-        self.servicer = InferenceServicer(backend, access)
+    def __init__(self, worker: Worker, access: Access, host: str, port: int) -> None:
+        self.servicer = InferenceServicer(worker, access)
         self.address = f"{host}:{port}"
         self.port = port
         """The bound port (the one asked for, or the one picked for port 0)."""
-        self.grace_s = backend.settings.drain_timeout_s
-        self.max_message_bytes = backend.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+        self.grace_s = worker.settings.drain_timeout_s
+        self.max_message_bytes = worker.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

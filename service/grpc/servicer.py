@@ -24,8 +24,8 @@ from service.grpc import errors, tensors
 from service.grpc.protocol import inference_pb2 as pb
 from service.grpc.protocol import inference_pb2_grpc
 from service.http.auth import Access, Refusal
-from service.http.backend import Backend
 from service.http.v2 import operations
+from service.http.worker import Worker
 from service.keys import Scope
 
 T = TypeVar("T")
@@ -33,17 +33,17 @@ SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
-    """One worker's gRPC endpoint over its backend."""
+    """One worker's gRPC endpoint, over the same worker state as its HTTP API."""
 
-    def __init__(self, backend: Backend, access: Access) -> None:
-        self.backend = backend
+    def __init__(self, worker: Worker, access: Access) -> None:
+        self.worker = worker
         self.access = access
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:
-        return pb.ServerReadyResponse(ready=self.backend.is_ready())
+        return pb.ServerReadyResponse(ready=self.worker.is_ready())
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
         async def answer() -> pb.ServerMetadataResponse:
@@ -54,7 +54,7 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
         async def answer() -> pb.ModelReadyResponse:
             try:
-                self.backend.models.get(request.name, request.version or None)
+                self.worker.models.get(request.name, request.version or None)
             except UnknownModel:
                 return pb.ModelReadyResponse(ready=False)
             return pb.ModelReadyResponse(ready=True)
@@ -63,7 +63,7 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
         async def answer() -> pb.ModelMetadataResponse:
-            found = operations.model_metadata(self.backend, self._card(request))
+            found = operations.model_metadata(self.worker, self._card(request))
             return _message(found, pb.ModelMetadataResponse())
 
         return await self._call(context, "ModelMetadata", Scope.INFER, answer)
@@ -77,23 +77,23 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
         async def answer() -> pb.ModelInferResponse:
-            backend = self.backend
+            worker = self.worker
             with (
-                backend.uploads.lease() as uploads,
-                backend.models.lease(request.model_name, request.model_version or None) as model,
+                worker.uploads.lease() as uploads,
+                worker.models.lease(request.model_name, request.model_version or None) as model,
             ):
                 # The message is in memory already: it counts against the bytes of uploads
                 # a worker holds, as an HTTP body does.
                 uploads.take(request.ByteSize())
                 decoded = tensors.decoded_request(request)
-                outputs = await operations.infer(backend, model, decoded, endpoint="grpc_infer")
+                outputs = await operations.infer(worker, model, decoded, endpoint="grpc_infer")
             return tensors.infer_response(model.card, request.id, outputs)
 
         return await self._call(context, "ModelInfer", Scope.INFER, answer)
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
         async def answer() -> pb.RepositoryIndexResponse:
-            index = await operations.repository_index(self.backend, ready_only=request.ready)
+            index = await operations.repository_index(self.worker, ready_only=request.ready)
             return pb.RepositoryIndexResponse(
                 models=[
                     pb.RepositoryIndexResponse.ModelIndex(
@@ -113,7 +113,7 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> Any:
         async def answer() -> pb.RepositoryModelLoadResponse:
             parameters = tensors.parameter_values(request.parameters)
-            await operations.load(self.backend, _tag(request.model_name), parameters)
+            await operations.load(self.worker, _tag(request.model_name), parameters)
             return pb.RepositoryModelLoadResponse()
 
         return await self._call(context, "RepositoryModelLoad", Scope.ADMIN, answer)
@@ -123,14 +123,14 @@ class InferenceServicer(inference_pb2_grpc.GRPCInferenceServiceServicer):
     ) -> Any:
         async def answer() -> pb.RepositoryModelUnloadResponse:
             parameters = tensors.parameter_values(request.parameters)
-            await operations.unload(self.backend, _tag(request.model_name), parameters)
+            await operations.unload(self.worker, _tag(request.model_name), parameters)
             return pb.RepositoryModelUnloadResponse()
 
         return await self._call(context, "RepositoryModelUnload", Scope.ADMIN, answer)
 
     def _card(self, request: pb.ModelMetadataRequest | pb.ModelConfigRequest) -> ModelCard:
         """The card of a loaded model version (default: the name's default), else a 404."""
-        return self.backend.models.get(request.name, request.version or None).card
+        return self.worker.models.get(request.name, request.version or None).card
 
     async def _call(
         self, context: Context, method: str, scope: Scope, answer: Callable[[], Awaitable[T]]

@@ -1,6 +1,6 @@
 """The public HTTP API: a FastAPI app that BentoML mounts on the Argos service.
 
-Routes reach the worker's model through :mod:`service.http.backend`; this module wires them
+Routes reach the worker's model through :mod:`service.http.worker`; this module wires them
 together and turns errors into JSON bodies that say what was wrong.
 """
 
@@ -15,17 +15,17 @@ from service import metrics
 from service.errors import ArgosError, InvalidParameter
 from service.http import classify, detect, models, pages
 from service.http.auth import Access
-from service.http.backend import MODEL_HEADER, Backend
 from service.http.failures import UnexpectedErrors
 from service.http.route_labels import endpoint_of
 from service.http.schemas import ErrorResponse
 from service.http.v2 import routes as v2
+from service.http.worker import MODEL_HEADER, Worker
 from service.settings import Settings, get_settings
 
 
-def create_app(backend: Backend | None = None) -> FastAPI:
-    """The API; ``backend`` can also be attached later as ``app.state.backend``."""
-    settings = backend.settings if backend is not None else get_settings()
+def create_app(worker: Worker | None = None) -> FastAPI:
+    """The API; ``worker`` can also be attached later as ``app.state.worker``."""
+    settings = worker.settings if worker is not None else get_settings()
     app = pages.app_with_page_and_docs(
         title="Argos",
         summary="Image classification and sliding-window detection",
@@ -33,7 +33,7 @@ def create_app(backend: Backend | None = None) -> FastAPI:
             status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 415, 422, 503)
         },
     )
-    app.state.backend = backend
+    app.state.worker = worker
     app.state.access = Access.from_settings(settings)
     _allow_origins(app, settings)
     app.include_router(classify.router)

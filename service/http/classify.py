@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, Request
 from service.card import ModelCard
 from service.errors import InvalidParameter
 from service.http.auth import INFER
-from service.http.backend import CurrentBackend, LeasedModel, Uploads
 from service.http.openapi import CLASSIFY_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
+from service.http.worker import CurrentWorker, LeasedModel, Uploads
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 
 router = APIRouter(dependencies=[INFER])
@@ -28,7 +28,7 @@ router = APIRouter(dependencies=[INFER])
 )
 async def classify(
     request: Request,
-    backend: CurrentBackend,
+    worker: CurrentWorker,
     model: LeasedModel,
     uploads: Uploads,
     top_k_: Annotated[
@@ -47,8 +47,8 @@ async def classify(
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
-    data = await read_image_upload(request, backend.settings.max_upload_bytes, uploads)
-    result = await backend.pipeline.classify(model, [data], endpoint="classify")
+    data = await read_image_upload(request, worker.settings.max_upload_bytes, uploads)
+    result = await worker.pipeline.classify(model, [data], endpoint="classify")
     probabilities, times = result.probabilities[0], result.times
     return ClassifyResponse(
         model=ModelRef(name=card.name, version=card.version),

@@ -12,10 +12,10 @@ from service.detection import pipeline as detection
 from service.detection.params import DetectParams
 from service.detection.render import draw
 from service.http.auth import INFER
-from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, LeasedModel, Uploads
 from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import UploadLease, read_image_upload
+from service.http.worker import MODEL_HEADER, CurrentWorker, LeasedModel, Uploads, Worker
 from service.inference.model import ServedModel
 
 router = APIRouter(dependencies=[INFER])
@@ -29,11 +29,11 @@ Params = Annotated[DetectParams, Query()]
     openapi_extra=IMAGE_UPLOAD,
 )
 async def detect(
-    request: Request, backend: CurrentBackend, model: LeasedModel, uploads: Uploads, params: Params
+    request: Request, worker: CurrentWorker, model: LeasedModel, uploads: Uploads, params: Params
 ) -> DetectResponse:
     """Find the requested classes in one image by classifying overlapping windows."""
     started = time.perf_counter()
-    result = await _detect(request, backend, model, uploads, params)
+    result = await _detect(request, worker, model, uploads, params)
     card = model.card
     return DetectResponse(
         model=ModelRef(name=card.name, version=card.version),
@@ -56,20 +56,20 @@ async def detect(
     openapi_extra=IMAGE_UPLOAD,
 )
 async def detect_render(
-    request: Request, backend: CurrentBackend, model: LeasedModel, uploads: Uploads, params: Params
+    request: Request, worker: CurrentWorker, model: LeasedModel, uploads: Uploads, params: Params
 ) -> Response:
     """The same detection, drawn: boxes on the image beside a heatmap of window scores."""
-    result = await _detect(request, backend, model, uploads, params)
-    png = await backend.pipeline.in_thread(draw, result.rgb, result.windows, result.detections)
+    result = await _detect(request, worker, model, uploads, params)
+    png = await worker.pipeline.in_thread(draw, result.rgb, result.windows, result.detections)
     return Response(content=png, media_type="image/png", headers={MODEL_HEADER: model.card.tag})
 
 
 async def _detect(
     request: Request,
-    backend: Backend,
+    worker: Worker,
     model: ServedModel,
     uploads: UploadLease,
     params: DetectParams,
 ) -> detection.Detected:
-    data = await read_image_upload(request, backend.settings.max_upload_bytes, uploads)
-    return await detection.detect(backend.pipeline, model, data, params)
+    data = await read_image_upload(request, worker.settings.max_upload_bytes, uploads)
+    return await detection.detect(worker.pipeline, model, data, params)

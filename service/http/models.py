@@ -5,18 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.http.auth import INFER
-from service.http.backend import CurrentBackend
 from service.http.schemas import ModelsResponse, ServedModelState
+from service.http.worker import CurrentWorker
 from service.repository.control import READY
 
 router = APIRouter(dependencies=[INFER])
 
 
 @router.get("/models", response_model=ModelsResponse)
-async def served_models(backend: CurrentBackend) -> ModelsResponse:
+async def served_models(worker: CurrentWorker) -> ModelsResponse:
     """Every loaded model version (the default version of each name last), and any that
     failed to load."""
-    models = backend.models
+    models = worker.models
     states = []
     for name, served in models.served().items():
         for model in served:
@@ -29,7 +29,7 @@ async def served_models(backend: CurrentBackend) -> ModelsResponse:
                     default=model is served[-1],
                 )
             )
-    for name, versions in backend.controller.status().models.items():
+    for name, versions in worker.controller.status().models.items():
         for version, state in versions.items():
             if state.state != READY:
                 states.append(
@@ -41,4 +41,4 @@ async def served_models(backend: CurrentBackend) -> ModelsResponse:
                         default=False,
                     )
                 )
-    return ModelsResponse(default=backend.default_model, models=states)
+    return ModelsResponse(default=worker.default_model, models=states)

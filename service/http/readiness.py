@@ -22,9 +22,9 @@ class ReadinessReasons:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == READINESS_PATH:
-            backend = getattr(self.api.state, "backend", None)
+            worker = getattr(self.api.state, "worker", None)
             reasons = (
-                ["the models are still loading"] if backend is None else backend.unready_because()
+                ["the models are still loading"] if worker is None else worker.unready_because()
             )
             metrics.READY.set(int(not reasons))
             if reasons:

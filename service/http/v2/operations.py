@@ -10,7 +10,6 @@ from typing import Any
 
 from service.card import ModelCard
 from service.errors import InvalidParameter
-from service.http.backend import Backend
 from service.http.uploads import IMAGE_FIELD
 from service.http.v2 import codec
 from service.http.v2.schemas import (
@@ -21,6 +20,7 @@ from service.http.v2.schemas import (
     ServerMetadata,
     TensorMetadata,
 )
+from service.http.worker import Worker
 from service.inference.model import ServedModel
 from service.repository.control import READY, UNAVAILABLE
 
@@ -33,11 +33,11 @@ def server_metadata() -> ServerMetadata:
     return ServerMetadata(name="argos", version=_argos_version(), extensions=EXTENSIONS)
 
 
-def model_metadata(backend: Backend, card: ModelCard) -> ModelMetadata:
+def model_metadata(worker: Worker, card: ModelCard) -> ModelMetadata:
     """The model's inputs and outputs: encoded images in, probabilities per label out."""
     return ModelMetadata(
         name=card.name,
-        versions=[model.card.version for model in backend.models.served()[card.name]],
+        versions=[model.card.version for model in worker.models.served()[card.name]],
         platform=PLATFORM,
         inputs=[TensorMetadata(name=IMAGE_FIELD, datatype="BYTES", shape=[-1])],
         outputs=[
@@ -58,11 +58,11 @@ def model_config(card: ModelCard) -> ModelConfig:
     )
 
 
-async def repository_index(backend: Backend, *, ready_only: bool) -> list[RepositoryModel]:
+async def repository_index(worker: Worker, *, ready_only: bool) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
-    states = backend.controller.status().models
+    states = worker.controller.status().models
     index = []
-    for name, stored_version in await asyncio.to_thread(backend.store.stored):
+    for name, stored_version in await asyncio.to_thread(worker.store.stored):
         state = states.get(name, {}).get(stored_version)
         if state is None:
             entry = RepositoryModel(
@@ -77,28 +77,28 @@ async def repository_index(backend: Backend, *, ready_only: bool) -> list[Reposi
     return index
 
 
-async def load(backend: Backend, tag: str, parameters: dict[str, Any]) -> RepositoryModel:
+async def load(worker: Worker, tag: str, parameters: dict[str, Any]) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker."""
     name, wanted = _split_tag(tag, _checked(parameters))
-    name, version = await asyncio.to_thread(backend.store.resolve, f"{name}:{wanted or 'latest'}")
-    await backend.controller.load(name, version, backend.settings.model_load_timeout_s)
+    name, version = await asyncio.to_thread(worker.store.resolve, f"{name}:{wanted or 'latest'}")
+    await worker.controller.load(name, version, worker.settings.model_load_timeout_s)
     return RepositoryModel(name=name, version=version, state=READY)
 
 
-async def unload(backend: Backend, tag: str, parameters: dict[str, Any]) -> RepositoryModel:
+async def unload(worker: Worker, tag: str, parameters: dict[str, Any]) -> RepositoryModel:
     """Unload one version or every version of a model, on every worker."""
     name, wanted = _split_tag(tag, _checked(parameters))
-    await backend.controller.unload(name, wanted, backend.settings.model_load_timeout_s)
+    await worker.controller.unload(name, wanted, worker.settings.model_load_timeout_s)
     return RepositoryModel(name=name, version=wanted, state=UNAVAILABLE, reason="unloaded")
 
 
 async def infer(
-    backend: Backend, model: ServedModel, decoded: codec.DecodedRequest, *, endpoint: str
+    worker: Worker, model: ServedModel, decoded: codec.DecodedRequest, *, endpoint: str
 ) -> list[codec.OutputTensor]:
     """Classify the ``BYTES`` ``[N]`` input of encoded images of a decoded request through
     the worker's one inference path, and return the outputs it asks for."""
     card = model.card
-    pipeline = backend.pipeline
+    pipeline = worker.pipeline
     images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
     wanted = codec.requested_outputs(decoded.request, [output_name(card)], labels=len(card.labels))
     result = await pipeline.classify(

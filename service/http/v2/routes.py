@@ -17,7 +17,6 @@ from pydantic import BaseModel, ValidationError
 from service.card import NAME_PATTERN, TAG_PATTERN, VERSION_PATTERN, ModelCard
 from service.errors import InvalidParameter
 from service.http.auth import ADMIN, INFER, PUBLIC
-from service.http.backend import MODEL_HEADER, Backend, CurrentBackend, Uploads
 from service.http.uploads import FORM_OVERHEAD_BYTES, read_body
 from service.http.v2 import codec, operations
 from service.http.v2.errors import ProtocolRoute, UnknownEndpoint, describe
@@ -33,6 +32,7 @@ from service.http.v2.schemas import (
     ServerMetadata,
     ServerReady,
 )
+from service.http.worker import MODEL_HEADER, CurrentWorker, Uploads, Worker
 
 Message = TypeVar("Message", bound=BaseModel)
 router = APIRouter(
@@ -49,11 +49,11 @@ ModelVersion = Annotated[
 
 
 async def loaded_card(
-    backend: CurrentBackend, name: ModelName, version: ModelVersion | None = None
+    worker: CurrentWorker, name: ModelName, version: ModelVersion | None = None
 ) -> ModelCard:
     """Dependency: the card of a loaded model version (default: the name's default), else
     a 404."""
-    return backend.models.get(name, version).card
+    return worker.models.get(name, version).card
 
 
 LoadedCard = Annotated[ModelCard, Depends(loaded_card)]
@@ -75,8 +75,8 @@ async def live() -> ServerLive:
 @router.get("/health/ready", response_model=ServerReady, dependencies=[PUBLIC])
 async def ready(request: Request) -> JSONResponse:
     """200 when every wanted model is loaded and the server is not draining, else 503."""
-    backend: Backend | None = getattr(request.app.state, "backend", None)
-    is_ready = backend is not None and backend.is_ready()
+    worker: Worker | None = getattr(request.app.state, "worker", None)
+    is_ready = worker is not None and worker.is_ready()
     return JSONResponse(ServerReady(ready=is_ready).model_dump(), 200 if is_ready else 503)
 
 
@@ -88,9 +88,9 @@ async def server_metadata() -> ServerMetadata:
 
 @router.get("/models/{name}", response_model=ModelMetadata, dependencies=[INFER])
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, dependencies=[INFER])
-async def model_metadata(backend: CurrentBackend, card: LoadedCard) -> ModelMetadata:
+async def model_metadata(worker: CurrentWorker, card: LoadedCard) -> ModelMetadata:
     """The model's inputs and outputs: encoded images in, probabilities per label out."""
-    return operations.model_metadata(backend, card)
+    return operations.model_metadata(worker, card)
 
 
 @router.get("/models/{name}/config", response_model=ModelConfig, dependencies=[INFER])
@@ -125,24 +125,24 @@ async def model_ready(card: LoadedCard) -> ModelReady:
 )
 async def infer(
     request: Request,
-    backend: CurrentBackend,
+    worker: CurrentWorker,
     uploads: Uploads,
     name: ModelName,
     version: ModelVersion | None = None,
 ) -> Response:
     """Classify a ``BYTES`` ``[N]`` input of encoded images: ``FP32`` ``[N, labels]``, or
     with ``parameters.classification = k`` the ``BYTES`` ``[N, k]`` ``"score:index:label"``."""
-    with backend.models.lease(name, version) as model:
+    with worker.models.lease(name, version) as model:
         card = model.card
-        pipeline = backend.pipeline
+        pipeline = worker.pipeline
         decoded = await codec.read_request(
             request,
-            backend.settings.max_upload_bytes,
+            worker.settings.max_upload_bytes,
             uploads,
             max_images=pipeline.max_images,
             in_thread=pipeline.in_thread,
         )
-        outputs = await operations.infer(backend, model, decoded, endpoint="v2_infer")
+        outputs = await operations.infer(worker, model, decoded, endpoint="v2_infer")
     encoded = codec.encode_response(
         model_name=card.name,
         model_version=card.version,
@@ -154,33 +154,33 @@ async def infer(
 
 @router.post("/repository/index", response_model=list[RepositoryModel], dependencies=[ADMIN])
 async def repository_index(
-    request: Request, backend: CurrentBackend, uploads: Uploads
+    request: Request, worker: CurrentWorker, uploads: Uploads
 ) -> list[RepositoryModel]:
     """Every model version in the store, and whether this server serves it."""
     query = _parse(RepositoryIndexRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
-    return await operations.repository_index(backend, ready_only=query.ready)
+    return await operations.repository_index(worker, ready_only=query.ready)
 
 
 @router.post("/repository/models/{tag}/load", response_model=RepositoryModel, dependencies=[ADMIN])
 async def load(
-    request: Request, backend: CurrentBackend, uploads: Uploads, tag: TagInPath
+    request: Request, worker: CurrentWorker, uploads: Uploads, tag: TagInPath
 ) -> RepositoryModel:
     """Load a model version from the store (default: its latest) on every worker; it
     becomes the model's default version. Versions loaded before stay loaded."""
     options = _parse(RepositoryRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
-    return await operations.load(backend, tag, options.parameters)
+    return await operations.load(worker, tag, options.parameters)
 
 
 @router.post(
     "/repository/models/{tag}/unload", response_model=RepositoryModel, dependencies=[ADMIN]
 )
 async def unload(
-    request: Request, backend: CurrentBackend, uploads: Uploads, tag: TagInPath
+    request: Request, worker: CurrentWorker, uploads: Uploads, tag: TagInPath
 ) -> RepositoryModel:
     """Unload one version (``name:version`` or ``parameters.version``) or every version of a
     model, on every worker. Requests in flight on it finish first; other models are untouched."""
     options = _parse(RepositoryRequest, await read_body(request, FORM_OVERHEAD_BYTES, uploads))
-    return await operations.unload(backend, tag, options.parameters)
+    return await operations.unload(worker, tag, options.parameters)
 
 
 @router.api_route(

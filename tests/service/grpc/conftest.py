@@ -18,7 +18,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from service.grpc.server import GRPCServer
 from service.http.auth import Access
-from service.http.backend import Backend
+from service.http.worker import Worker
 from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
@@ -34,9 +34,9 @@ INFER_KEY = "infer-key-of-the-grpc-tests"
 
 @dataclass
 class Endpoint:
-    """A running gRPC endpoint, its backend, and clients of it."""
+    """A running gRPC endpoint, its worker, and clients of it."""
 
-    backend: Backend
+    worker: Worker
     server: GRPCServer
     loop: asyncio.AbstractEventLoop
 
@@ -83,16 +83,16 @@ def make_endpoint(tiny_store: Path, tmp_path: Path) -> Iterator[MakeEndpoint]:  
         store = FolderStore(tiny_store)
         models = served or {"colours": ["1"]}
         controller = serve_models(options, store, control, models)
-        backend = Backend(options, store, controller, tuple(models))
-        server = GRPCServer(backend, Access.from_settings(options), "127.0.0.1", 0)
+        worker = Worker(options, store, controller, tuple(models))
+        server = GRPCServer(worker, Access.from_settings(options), "127.0.0.1", 0)
         asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=10)
-        endpoints.append(Endpoint(backend, server, loop))
+        endpoints.append(Endpoint(worker, server, loop))
         return endpoints[-1]
 
     yield make
     for endpoint in endpoints:
         endpoint.on_loop(endpoint.server.stop).result(timeout=30)
-        endpoint.backend.controller.stop()
+        endpoint.worker.controller.stop()
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=10)
     loop.close()

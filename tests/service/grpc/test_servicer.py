@@ -87,11 +87,11 @@ def test_two_images_in_one_call_get_the_probabilities_of_the_inference_path(
 ) -> None:
     result = infer(endpoint, [RED, GREEN])
     probabilities = result.as_numpy("probabilities")
-    backend = endpoint.backend
+    worker = endpoint.worker
 
     async def direct():
-        model = backend.models.get("colours")
-        return (await backend.pipeline.classify(model, [RED, GREEN], endpoint="test")).probabilities
+        model = worker.models.get("colours")
+        return (await worker.pipeline.classify(model, [RED, GREEN], endpoint="test")).probabilities
 
     expected = endpoint.on_loop(direct).result(timeout=TIMEOUT_S)
     assert probabilities.shape == (2, 3)
@@ -143,7 +143,7 @@ def test_a_refused_tensor_says_what_http_says(
     http = make_client(**settings).post("/v2/models/colours/infer", **binary_request(images))
     assert error.code() == code
     assert error.details() == http.json()["error"]
-    assert endpoint.backend.admission.inflight == 0
+    assert endpoint.worker.admission.inflight == 0
 
 
 def test_bad_tensors_are_invalid_arguments(endpoint: Endpoint) -> None:
@@ -172,7 +172,7 @@ def test_a_message_over_the_upload_limit_is_resource_exhausted(
 
 def test_a_full_worker_is_unavailable_with_retry_after(make_endpoint: MakeEndpoint) -> None:
     endpoint = make_endpoint(max_inflight=1)
-    admission = endpoint.backend.admission
+    admission = endpoint.worker.admission
     with admission.slot():  # another request holds the only place
         started = time.monotonic()
         error = failure(endpoint.stub().ModelInfer, infer_request([RED]), metadata=keyed())
@@ -237,7 +237,7 @@ def test_the_admin_key_loads_lists_and_unloads(endpoint: Endpoint) -> None:
 def test_a_call_past_its_deadline_is_cancelled_and_gives_back_its_place(
     endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = endpoint.backend.models.get("colours")
+    model = endpoint.worker.models.get("colours")
 
     async def slow(pixels: np.ndarray) -> np.ndarray:
         await asyncio.sleep(30)
@@ -250,15 +250,15 @@ def test_a_call_past_its_deadline_is_cancelled_and_gives_back_its_place(
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 3
     deadline = time.monotonic() + 3
-    while endpoint.backend.admission.inflight and time.monotonic() < deadline:
+    while endpoint.worker.admission.inflight and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert endpoint.backend.admission.inflight == 0
+    assert endpoint.worker.admission.inflight == 0
 
 
 def test_drain_finishes_accepted_calls_and_refuses_new_ones(
     endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = endpoint.backend.models.get("colours")
+    model = endpoint.worker.models.get("colours")
     classify = model.classify
 
     async def slow(pixels: np.ndarray) -> np.ndarray:
@@ -269,7 +269,7 @@ def test_drain_finishes_accepted_calls_and_refuses_new_ones(
     stub = endpoint.stub()
     accepted = stub.ModelInfer.future(infer_request([RED]), metadata=keyed(), timeout=TIMEOUT_S)
     time.sleep(0.3)
-    endpoint.backend.admission.draining = True
+    endpoint.worker.admission.draining = True
     endpoint.server.drain()
     reply = accepted.result(timeout=TIMEOUT_S)
     assert len(reply.raw_output_contents[0]) == 3 * 4
@@ -288,7 +288,7 @@ def test_workers_share_the_port(make_endpoint: MakeEndpoint) -> None:
     first = make_endpoint()
     second = make_endpoint()
     assert first.server.port != second.server.port  # port 0: each picks one
-    again = GRPCServer(first.backend, second.server.servicer.access, "127.0.0.1", first.server.port)
+    again = GRPCServer(first.worker, second.server.servicer.access, "127.0.0.1", first.server.port)
     first.on_loop(again.start).result(timeout=10)
     try:
         assert again.port == first.server.port  # SO_REUSEPORT: both bound
@@ -342,4 +342,4 @@ def test_a_message_counts_against_the_upload_bytes_as_a_body_does(
     )
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert error.details() == http.json()["error"]
-    assert endpoint.backend.uploads.held == 0
+    assert endpoint.worker.uploads.held == 0

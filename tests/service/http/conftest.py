@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from service.card import ONNX_FILENAME, sha256_of
 from service.errors import UnknownModel
 from service.http.app import create_app
-from service.http.backend import Backend
+from service.http.worker import Worker
 from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
@@ -76,22 +76,22 @@ def tiny_artifact(tiny_store: Path) -> Path:
 def make_client(tiny_store: Path, tmp_path: Path) -> Iterator[MakeClient]:
     """Build a TestClient over tiny models (default: ``colours:1``) with the given
     ``Settings`` fields."""
-    backends: list[Backend] = []
+    workers: list[Worker] = []
 
     def make(served: dict[str, list[str]] | None = None, **settings: object) -> TestClient:
         defaults = {"workers": 1, "inference_threads": 1, "admin_keys": [ADMIN_KEY]}
         options = Settings(**(defaults | settings))
-        control = ControlDir(tmp_path / f"control-{len(backends)}")
+        control = ControlDir(tmp_path / f"control-{len(workers)}")
         store = FolderStore(tiny_store)
         models = served or {"colours": ["1"]}
         controller = serve_models(options, store, control, models)
-        backend = Backend(options, store, controller, tuple(models))
-        backends.append(backend)
-        return TestClient(create_app(backend), headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        worker = Worker(options, store, controller, tuple(models))
+        workers.append(worker)
+        return TestClient(create_app(worker), headers={"Authorization": f"Bearer {ADMIN_KEY}"})
 
     yield make
-    for backend in backends:
-        backend.controller.stop()
+    for worker in workers:
+        worker.controller.stop()
 
 
 @pytest.fixture()

@@ -146,7 +146,7 @@ def test_a_cross_site_simple_request_unloads_nothing(
     reply = keyed.post("/v2/repository/models/colours/unload", content=b"{}", headers=headers)
     assert reply.status_code in (400, 401, 403), reply.text  # /v2 answers 415 as 400
     assert "colours" in keyed.get("/models", headers=bearer(INFER_KEY)).json()["default"]
-    assert keyed.app.state.backend.is_ready()
+    assert keyed.app.state.worker.is_ready()
 
 
 def test_this_servers_own_page_may_control_models(keyed: TestClient) -> None:
@@ -192,9 +192,9 @@ def test_unloading_the_default_model_turns_readiness_off_and_says_why(
 ) -> None:
     client = make_client({"colours": ["1"], "shades": ["1"]})
     assert client.post("/v2/repository/models/colours/unload").status_code == 200
-    backend = client.app.state.backend
-    assert not backend.is_ready()
-    assert backend.unready_because() == ["models named at start-up are not loaded: colours"]
+    worker = client.app.state.worker
+    assert not worker.is_ready()
+    assert worker.unready_because() == ["models named at start-up are not loaded: colours"]
     assert client.get("/v2/health/ready").status_code == 503
     assert client.get("/models").json()["default"] is None
     unnamed = client.post(
@@ -206,7 +206,7 @@ def test_unloading_the_default_model_turns_readiness_off_and_says_why(
     )
     assert named.status_code == 200
     assert client.post("/v2/repository/models/colours/load").status_code == 200
-    assert backend.is_ready() and client.get("/models").json()["default"] == "colours"
+    assert worker.is_ready() and client.get("/models").json()["default"] == "colours"
 
 
 def test_api_routes_have_no_route_without_an_owner_even_when_added_later(

@@ -110,14 +110,14 @@ def test_a_full_worker_refuses_with_503_and_retry_after_before_decoding(
     make_client: MakeClient,
 ) -> None:
     client = make_client(max_inflight=1)
-    backend = client.app.state.backend
-    with backend.admission.slot():  # another request holds the only place
+    worker = client.app.state.worker
+    with worker.admission.slot():  # another request holds the only place
         reply = client.post("/classify", content=b"ignored", headers={"Content-Type": "image/png"})
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "1"
     assert reply.json()["error"] == "overloaded"
     assert "holds 1 of 1 images or jobs" in reply.json()["detail"]
-    assert backend.admission.inflight == 0
+    assert worker.admission.inflight == 0
     ok = client.post("/classify", content=png((9, 9, 9)), headers={"Content-Type": "image/png"})
     assert ok.status_code == 200
 
@@ -125,7 +125,7 @@ def test_a_full_worker_refuses_with_503_and_retry_after_before_decoding(
 def test_a_draining_worker_refuses_new_requests_but_still_answers_probes_and_the_card(
     client: TestClient,
 ) -> None:
-    client.app.state.backend.admission.draining = True
+    client.app.state.worker.admission.draining = True
     reply = client.post("/classify", content=png((9, 9, 9)), headers={"Content-Type": "image/png"})
     assert reply.status_code == 503
     assert reply.json()["error"] == "shutting_down"
@@ -136,7 +136,7 @@ def test_a_draining_worker_refuses_new_requests_but_still_answers_probes_and_the
 def test_refusals_are_counted_in_the_metrics(make_client: MakeClient) -> None:
     client = make_client(max_inflight=1)
     before = _rejections("overloaded")
-    with client.app.state.backend.admission.slot():
+    with client.app.state.worker.admission.slot():
         client.post("/classify", content=b"x", headers={"Content-Type": "image/png"})
     assert _rejections("overloaded") == before + 1
 
@@ -160,7 +160,7 @@ def _rejections(code: str) -> float:
 def test_a_request_holds_no_place_while_its_body_arrives(make_client: MakeClient) -> None:
     """Admission comes once the body is in hand: a trickling upload costs no place."""
     client = make_client(max_inflight=1)
-    admission = client.app.state.backend.admission
+    admission = client.app.state.worker.admission
     seen_while_reading = []
 
     def body() -> Iterator[bytes]:
@@ -177,7 +177,7 @@ def test_a_request_holds_no_place_while_its_body_arrives(make_client: MakeClient
 def test_uploads_held_at_once_are_bounded_in_bytes(make_client: MakeClient) -> None:
     """Bodies are read before admission, so the bytes they hold have a budget of their own."""
     client = make_client(max_buffered_bytes=4096)
-    budget = client.app.state.backend.uploads
+    budget = client.app.state.worker.uploads
     photo = {"content": png((9, 9, 9)), "headers": {"Content-Type": "image/png"}}
     with budget.lease() as other_upload:
         other_upload.take(budget.limit - 10)

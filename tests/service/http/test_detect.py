@@ -72,6 +72,6 @@ def test_render_draws_the_boxes_on_the_left_and_the_heatmap_on_the_right(
 
 def test_a_full_worker_refuses_detection_too(make_client: MakeClient) -> None:
     client = make_client(max_inflight=1)
-    with client.app.state.backend.admission.slot():
+    with client.app.state.worker.admission.slot():
         reply = detect(client, "")
     assert reply.status_code == 503 and reply.headers["Retry-After"]

@@ -11,7 +11,7 @@ from tests.service.http.test_classify import png
 
 @pytest.mark.parametrize("code", ["overloaded", "shutting_down"])
 def test_unavailable_examples_are_real(client: TestClient, code: str) -> None:
-    admission = client.app.state.backend.admission
+    admission = client.app.state.worker.admission
     if code == "overloaded":
         admission.inflight = admission.limit
     else:

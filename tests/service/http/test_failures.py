@@ -34,7 +34,7 @@ def _failures(endpoint: str) -> float:
 def broken(make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     """A client whose model registry fails with an error no route expects."""
     client = make_client()
-    registry = client.app.state.backend.models
+    registry = client.app.state.worker.models
 
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internal state")

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from service.card import ONNX_FILENAME
 from service.http.app import create_app
-from service.http.backend import Backend
+from service.http.worker import Worker
 from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
@@ -29,8 +29,8 @@ def test_a_failed_load_names_the_file_but_not_where_the_store_is(
         settings, folders, ControlDir(tmp_path / "control"), {"colours": ["1"]}
     )
     try:
-        backend = Backend(settings, folders, controller, ("colours",))
-        client = TestClient(create_app(backend), headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        worker = Worker(settings, folders, controller, ("colours",))
+        client = TestClient(create_app(worker), headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         reply = client.post("/v2/repository/models/colours:2/load")
         assert reply.status_code == 400
         assert "colours:2 could not be loaded" in reply.text and ONNX_FILENAME in reply.text

@@ -52,7 +52,7 @@ def test_health_and_server_metadata(client: TestClient) -> None:
 
 
 def test_a_draining_worker_is_not_ready(client: TestClient) -> None:
-    client.app.state.backend.admission.draining = True
+    client.app.state.worker.admission.draining = True
     reply = client.get("/v2/health/ready")
     assert (reply.status_code, reply.json()) == (503, {"ready": False})
 
@@ -167,7 +167,7 @@ def test_the_v2_path_has_the_same_size_ceilings_as_classify(make_client: MakeCli
 
 def test_a_full_worker_answers_503_with_retry_after(make_client: MakeClient) -> None:
     client = make_client(max_inflight=1)
-    with client.app.state.backend.admission.slot():
+    with client.app.state.worker.admission.slot():
         reply = client.post("/v2/models/colours/infer", **binary_request([RED]))
     assert reply.status_code == 503
     assert reply.headers["Retry-After"] == "1"
@@ -176,7 +176,7 @@ def test_a_full_worker_answers_503_with_retry_after(make_client: MakeClient) -> 
 
 def test_a_request_of_several_images_takes_a_place_per_image(make_client: MakeClient) -> None:
     client = make_client(max_inflight=3)
-    admission = client.app.state.backend.admission
+    admission = client.app.state.worker.admission
     with admission.slot(2):  # two images of other requests are in the worker
         refused = client.post("/v2/models/colours/infer", **binary_request([RED, RED]))
         alone = client.post("/v2/models/colours/infer", **binary_request([RED]))
@@ -230,10 +230,10 @@ def test_bad_repository_requests(
 
 def test_admission_refuses_what_the_worker_could_not_run_in_time(make_client: MakeClient) -> None:
     client = make_client(queue_timeout_ms=1000)  # admits 800 ms of expected work
-    backend = client.app.state.backend
-    runner = backend.models.get("colours").runner
+    worker = client.app.state.worker
+    runner = worker.models.get("colours").runner
     runner.seconds_per_item = 0.3  # as measured on a slow machine
-    with backend.admission.slot(1, work_s=0.5):  # another request's work
+    with worker.admission.slot(1, work_s=0.5):  # another request's work
         refused = client.post("/v2/models/colours/infer", **binary_request([RED, RED]))
         admitted = client.post("/v2/models/colours/infer", **binary_request([RED]))
     assert refused.status_code == 503 and "ms of work" in refused.json()["error"]

@@ -23,7 +23,7 @@ MODEL_HEADER = "X-Argos-Model"
 
 
 @dataclass
-class Backend:
+class Worker:
     """One worker's models, settings, admission control, inference pipeline and the budget
     of upload bytes it holds."""
 
@@ -72,21 +72,21 @@ class Backend:
         return name if name in self.models.served() else None
 
 
-async def get_backend(request: Request) -> Backend:
-    """The worker's backend (async, so FastAPI does not hop to a thread to call it)."""
-    backend: Backend | None = getattr(request.app.state, "backend", None)
-    if backend is None:
+async def get_worker(request: Request) -> Worker:
+    """The worker this request runs in (async, so FastAPI does not hop to a thread to call it)."""
+    worker: Worker | None = getattr(request.app.state, "worker", None)
+    if worker is None:
         raise NotReady("the model is still loading; retry shortly")
-    return backend
+    return worker
 
 
-CurrentBackend = Annotated[Backend, Depends(get_backend)]
+CurrentWorker = Annotated[Worker, Depends(get_worker)]
 
 
-async def upload_lease(backend: CurrentBackend) -> AsyncIterator[UploadLease]:
+async def upload_lease(worker: CurrentWorker) -> AsyncIterator[UploadLease]:
     """Dependency: the request's share of the worker's upload bytes, held until it is
     answered."""
-    with backend.uploads.lease() as lease:
+    with worker.uploads.lease() as lease:
         yield lease
 
 
@@ -94,7 +94,7 @@ Uploads = Annotated[UploadLease, Depends(upload_lease)]
 
 
 async def leased_model(
-    backend: CurrentBackend,
+    worker: CurrentWorker,
     response: Response,
     model: Annotated[
         str | None,
@@ -102,12 +102,12 @@ async def leased_model(
     ] = None,
 ) -> AsyncIterator[ServedModel]:
     """Dependency: the model asked for, held until the request is answered."""
-    if model is None and backend.default_model is None:
+    if model is None and worker.default_model is None:
         raise NotReady(
-            f"the default model {backend.models.default_name!r} is not loaded (it was "
+            f"the default model {worker.models.default_name!r} is not loaded (it was "
             "unloaded); name a served model with model=, see GET /models"
         )
-    with backend.models.lease(model) as served:
+    with worker.models.lease(model) as served:
         response.headers[MODEL_HEADER] = served.card.tag
         yield served
 
