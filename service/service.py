@@ -86,6 +86,7 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
                 lambda: previous(signum, frame),
                 at_least_s=settings.drain_accept_s,
                 at_most_s=settings.drain_accept_s + settings.drain_timeout_s,
+                other_ports=frozenset({settings.grpc_port} if settings.grpc_port else ()),
             )
 
     signal.signal(signal.SIGTERM, handle)

@@ -80,13 +80,22 @@ class ConnectionLimits:
         )
 
 
-def stop_after_backlog(stop: Callable[[], None], *, at_least_s: float, at_most_s: float) -> None:
+def stop_after_backlog(
+    stop: Callable[[], None],
+    *,
+    at_least_s: float,
+    at_most_s: float,
+    other_ports: frozenset[int] = frozenset(),
+) -> None:
     """Call ``stop`` (which closes the listening sockets) once ``at_least_s`` have passed
     and no connection waits in a listen backlog, or after ``at_most_s``; from a thread of
-    its own. A connection still queued when a listening socket closes would be reset."""
+    its own. A connection still queued when a listening socket closes would be reset.
+    Listeners on ``other_ports`` (the gRPC port) are not this server's and are left alone:
+    a duplicate of one would keep it open, and taking connections, after its server
+    closed it."""
 
     def wait_then_stop() -> None:
-        listeners = _listening_sockets()
+        listeners = _listening_sockets(other_ports)
         try:
             time.sleep(at_least_s)
             deadline = time.monotonic() + at_most_s - at_least_s
@@ -103,8 +112,9 @@ def stop_after_backlog(stop: Callable[[], None], *, at_least_s: float, at_most_s
     threading.Thread(target=wait_then_stop, name="argos-drain", daemon=True).start()
 
 
-def _listening_sockets() -> list[socket.socket]:
-    """Duplicates of this process's listening sockets (Linux; none elsewhere)."""
+def _listening_sockets(other_ports: frozenset[int]) -> list[socket.socket]:
+    """Duplicates of this process's listening sockets but those on ``other_ports`` (Linux;
+    none elsewhere)."""
     found = []
     fd_folder = Path("/proc/self/fd")
     for entry in fd_folder.iterdir() if fd_folder.is_dir() else ():
@@ -114,9 +124,10 @@ def _listening_sockets() -> list[socket.socket]:
             continue
         try:
             listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            port = sock.getsockname()[1] if sock.family in (socket.AF_INET, socket.AF_INET6) else 0
         except OSError:
-            listening = 0
-        if listening:
+            listening, port = 0, 0
+        if listening and port not in other_ports:
             found.append(sock)
         else:
             sock.close()

@@ -315,3 +315,17 @@ def test_the_listener_closes_once_its_backlog_is_empty() -> None:
         assert 0.5 <= time.monotonic() - started < 2
         accepted.close()
         queued.close()
+
+
+def test_a_listener_of_another_server_neither_delays_nor_outlives_the_stop() -> None:
+    """The gRPC port's listener is the gRPC server's: its backlog is not waited for, and no
+    duplicate of it stays open to take connections after that server closed it."""
+    with socket.socket() as grpc_listener:
+        grpc_listener.bind(("127.0.0.1", 0))
+        grpc_listener.listen(8)
+        port = grpc_listener.getsockname()[1]
+        queued = socket.create_connection(("127.0.0.1", port))
+        stopped = threading.Event()
+        stop_after_backlog(stopped.set, at_least_s=0.1, at_most_s=5, other_ports=frozenset({port}))
+        assert stopped.wait(1), "waited for another server's backlog"
+        queued.close()
