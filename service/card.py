@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CARD_FILENAME = "card.json"
@@ -109,6 +110,56 @@ class Quantization(_Frozen):
     bounds: dict[str, float] = Field(description="the limits it was accepted under")
 
 
+class Calibration(_Frozen):
+    """How the scores were calibrated, and how well, on out-of-fold predictions."""
+
+    method: str
+    temperature: float = Field(
+        gt=0, description="the head's logits are divided by it inside the graph (applied once)"
+    )
+    source: str = Field(description="the cross-validation run the temperature was fitted on")
+    images: int = Field(ge=1)
+    bins: int = Field(ge=1, description="equal-width confidence bins of the ECE")
+    ece_before: float = Field(ge=0, description="expected calibration error, raw scores")
+    ece_after: float = Field(ge=0, description="same, after scaling (cross-fitted per fold)")
+    log_loss_before: float = Field(ge=0)
+    log_loss_after: float = Field(ge=0)
+
+
+class Familiarity(_Frozen):
+    """The graph's second output: how far an image lies from the training data.
+
+    The graph returns a distance; :meth:`familiarity` turns it into the share of held-out
+    images of the model's own classes that lie at least as far (1: as typical as they
+    come, 0: beyond all of them). Below ``flag_rate`` an answer is ``unknown``: that is the
+    share of real images of the model's classes it flags.
+    """
+
+    output_name: str = "distance"
+    method: str
+    statistics_images: int = Field(ge=1, description="training images the statistics come from")
+    held_out: str = Field(description="where the held-out distances come from")
+    held_out_images: int = Field(ge=1)
+    held_out_distances: list[float] = Field(
+        min_length=2, description="percentiles 0, 1, ..., 100 of the held-out distances"
+    )
+    flag_rate: float = Field(gt=0, lt=1, description="unknown when familiarity < flag_rate")
+    measured: dict[str, Any] = Field(
+        default_factory=dict, description="share flagged of photos of other things, and where"
+    )
+
+    def familiarity(self, distances: np.ndarray) -> np.ndarray:
+        """Share of held-out images of the model's classes at least as far as each."""
+        levels = np.linspace(0.0, 1.0, len(self.held_out_distances))
+        return 1.0 - np.interp(distances, self.held_out_distances, levels)
+
+    @property
+    def threshold(self) -> float:
+        """The distance beyond which an image is unknown."""
+        levels = np.linspace(0.0, 1.0, len(self.held_out_distances))
+        return float(np.interp(1.0 - self.flag_rate, levels, self.held_out_distances))
+
+
 class ModelCard(_Frozen):
     """Everything the service needs to know about a model, and where it came from."""
 
@@ -124,6 +175,8 @@ class ModelCard(_Frozen):
     parity: Parity | None = None
     dense: DenseHead | None = None
     quantization: Quantization | None = None
+    calibration: Calibration | None = None
+    familiarity: Familiarity | None = None
     onnx_sha256: str | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 

@@ -66,6 +66,9 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(ge=0, lt=1)
     weight_decay: float = Field(ge=0)
     test_time_flip: bool
+    unknown_rate: float = Field(gt=0, lt=1)
+    unknown_images: str | None
+    unknown_skip: str | None = Field(pattern=r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
     parity_images: int = Field(ge=1)
     overfit_window: int = Field(ge=1)
 

@@ -6,6 +6,13 @@ split into train and validation (``val_split`` of each class) and trained exactl
 the out-of-fold predictions gives an accuracy on every image of the folder, with a 95 %
 Wilson interval narrow enough to compare recipes (about ±0.5 points on 2,000 images at
 99 %), where a 300-image test split cannot.
+
+The same held-out predictions judge how far the scores can be trusted: a temperature is
+fitted on them (calibration), and each fold's test images get their familiarity distance
+from statistics of that fold's training images, which sets the threshold of "unknown" at
+``unknown_rate`` of real images; photos of other things (``unknown_images``) measure how
+many of them it catches. Each fold's model is also exported (``fold-<k>/model``), so that
+a variant of the recipe (a quantized one) can be judged on the same folds.
 """
 
 from __future__ import annotations
@@ -22,17 +29,31 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from service.card import ModelCard
 from training.config import TrainConfig
 from training.data import (
     LabelledImages,
+    Split,
     read_folder,
+    read_unknown,
     split_folder,
     stratified_folds,
     stratified_holdout,
 )
 from training.evaluate import classification_metrics, misclassified, wilson_interval
+from training.export import export
+from training.familiarity import ClassStatistics, distance_quantiles, flagged, pooled_features
+from training.model import Classifier
 from training.plots import confusion_matrix_png, cross_validation_png, errors_png
-from training.train import CONFIG_FILENAME, fit_classifier, predict, preprocessing_for, resolve
+from training.temperature import calibration_report
+from training.train import (
+    CONFIG_FILENAME,
+    fit_classifier,
+    predict,
+    preprocessing_for,
+    resolve,
+    spread,
+)
 
 logger = logging.getLogger("argos.training.cv")
 
@@ -41,6 +62,8 @@ PREDICTIONS_CSV = "predictions.csv"
 CV_PNG = "cv.png"
 CONFUSION_PNG = "confusion_matrix.png"
 ERRORS_PNG = "errors.png"
+FOLD_MODEL = "model"
+FOLD_PARITY_IMAGES = 100
 
 
 @dataclass(frozen=True)
@@ -68,8 +91,8 @@ def cross_validate(
     The run folder ``<out_root>/<name>-cv/<version>`` gets ``cv.json`` (per-fold and
     pooled metrics, the misclassified files), ``cv.png``, ``confusion_matrix.png``,
     ``errors.png``, ``predictions.csv`` (every image's out-of-fold probabilities),
-    ``config.yaml`` and one ``fold-<k>`` folder per fold with its history. The reports
-    are rewritten after every fold (``folds_done`` in ``cv.json``).
+    ``config.yaml`` and one ``fold-<k>`` folder per fold with its history and its exported
+    model. The reports are rewritten after every fold (``folds_done`` in ``cv.json``).
     """
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
@@ -77,7 +100,13 @@ def cross_validate(
     config, backbone = resolve(config)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    data = read_folder(Path(config.data), preprocessing_for(config))
+    spec = preprocessing_for(config)
+    data = read_folder(Path(config.data), spec)
+    unknown = (
+        read_unknown(Path(config.unknown_images), spec, config.unknown_skip)
+        if config.unknown_images
+        else None
+    )
     version = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out_root) / f"{config.name}-cv" / version
     out_dir.mkdir(parents=True)
@@ -86,6 +115,9 @@ def cross_validate(
 
     probabilities = np.zeros((len(data.labels), len(data.classes)), dtype=np.float32)
     single_view = np.zeros_like(probabilities)  # test_time_flip: the unflipped view alone
+    fold_of = np.zeros(len(data.labels), dtype=np.int32)
+    distances = np.zeros(len(data.labels))
+    unknown_distances: list[np.ndarray] = []
     fold_reports = []
     for fold, test in enumerate(stratified_folds(data.labels, folds, config.seed), start=1):
         rest = np.setdiff1d(np.arange(len(data.labels)), test)
@@ -106,6 +138,14 @@ def cross_validate(
         probabilities[test] = predict(fitted.classifier.predictor, folder.test, config.batch_size)
         if config.test_time_flip:
             single_view[test] = predict(fitted.classifier.model, folder.test, config.batch_size)
+        fold_of[test] = fold
+        statistics = _fold_statistics(fitted.classifier, data.take(rest), config.batch_size)
+        distances[test] = _distances(fitted.classifier, statistics, folder.test, config.batch_size)
+        if unknown is not None:
+            unknown_distances.append(
+                _distances(fitted.classifier, statistics, unknown, config.batch_size)
+            )
+        _export_fold(fitted.classifier, config, data.classes, folder.test, fold, fold_dir)
         metrics = classification_metrics(probabilities[test], folder.test.labels, data.classes)
         logger.info("fold %d/%d: accuracy %.4f", fold, folds, metrics["accuracy"])
         fold_reports.append(
@@ -120,9 +160,15 @@ def cross_validate(
             }
         )
 
-        report = _report(data, probabilities, fold_reports, folds, out_dir)
+        report = _report(data, probabilities, fold_of, fold_reports, folds, out_dir)
+        tested = fold_of > 0
+        report["calibration"] = calibration_report(
+            probabilities[tested], data.labels[tested], fold_of[tested]
+        )
+        report["familiarity"] = _familiarity_report(
+            distances[tested], fold_of[tested], unknown_distances, config
+        )
         if config.test_time_flip:
-            tested = np.concatenate([fold["test_indices"] for fold in fold_reports])
             hits = np.argmax(single_view[tested], axis=1) == data.labels[tested]
             report["single_view_accuracy"] = float(np.mean(hits))
         report |= {
@@ -132,6 +178,20 @@ def cross_validate(
         }
         (out_dir / CV_JSON).write_text(json.dumps(report, indent=2) + "\n")
 
+    calibration, familiarity = report["calibration"], report["familiarity"]
+    logger.info(
+        "temperature %.3f: expected calibration error %.4f -> %.4f, log-loss %.4f -> %.4f",
+        calibration["temperature"],
+        calibration["ece_before"],
+        calibration["ece_after"],
+        calibration["log_loss_before"],
+        calibration["log_loss_after"],
+    )
+    logger.info(
+        "unknown at %.1f %% of held-out images: %s",
+        100 * config.unknown_rate,
+        familiarity.get("unknown_images_flagged", "no unknown_images to measure it on"),
+    )
     logger.info(
         "cross-validated accuracy %.4f (95 %% interval %.4f to %.4f) on %d images; folds %s",
         report["accuracy"],
@@ -142,9 +202,80 @@ def cross_validate(
     return CrossValidation(report, out_dir)
 
 
+def _fold_statistics(classifier: Classifier, train: Split, batch_size: int) -> ClassStatistics:
+    """Familiarity statistics of a fold's model on the images it trained on."""
+    features = pooled_features(classifier.features, train, batch_size)
+    return ClassStatistics.fit(features, train.labels)
+
+
+def _distances(
+    classifier: Classifier, statistics: ClassStatistics, split: Split, batch_size: int
+) -> np.ndarray:
+    return statistics.distances(pooled_features(classifier.features, split, batch_size))
+
+
+def _familiarity_report(
+    held_out: np.ndarray,
+    fold_of: np.ndarray,
+    unknown_distances: list[np.ndarray],
+    config: TrainConfig,
+) -> dict[str, object]:
+    """The held-out distances' percentiles, the threshold at ``unknown_rate`` of them, and
+    the share flagged per fold: of the fold's real images, and of the unknown photos."""
+    threshold = float(np.quantile(held_out, 1 - config.unknown_rate))
+    per_fold = []
+    for index, fold in enumerate(np.unique(fold_of)):
+        row = {"fold": int(fold), "held_out_flagged": flagged(held_out[fold_of == fold], threshold)}
+        if index < len(unknown_distances):
+            row["unknown_images_flagged"] = flagged(unknown_distances[index], threshold)
+        per_fold.append(row)
+    report: dict[str, object] = {
+        "method": "Mahalanobis distance of the pooled features to the nearest class mean "
+        "(shared covariance, Ledoit-Wolf shrinkage), statistics of each fold's training images",
+        "unknown_rate": config.unknown_rate,
+        "threshold": round(threshold, 4),
+        "held_out_images": len(held_out),
+        "held_out_distances": distance_quantiles(held_out),
+        "held_out_flagged": flagged(held_out, threshold),
+        "per_fold": per_fold,
+    }
+    if unknown_distances:
+        pooled = np.concatenate(unknown_distances)
+        report["unknown_images"] = {
+            "folder": config.unknown_images,
+            "skipped": config.unknown_skip,
+            "images": len(unknown_distances[0]),
+        }
+        report["unknown_images_flagged"] = flagged(pooled, threshold)
+    return report
+
+
+def _export_fold(
+    classifier: Classifier,
+    config: TrainConfig,
+    classes: list[str],
+    test: Split,
+    fold: int,
+    fold_dir: Path,
+) -> None:
+    """The fold's model as an artifact (not registered), for judging variants on the fold."""
+    card = ModelCard(
+        name=f"{config.name}-fold-{fold}",
+        version=fold_dir.parent.name,
+        labels=classes,
+        preprocessing=preprocessing_for(config),
+        backbone=config.backbone,
+        training={"config": config.model_dump(), "fold": fold, "test_files": test.files},
+    )
+    picked = spread(len(test), min(config.parity_images, FOLD_PARITY_IMAGES))
+    source = f"{len(picked)} of the fold's {len(test)} test images"
+    export(classifier.predictor, card, test.images[picked], source, fold_dir / FOLD_MODEL)
+
+
 def _report(
     data: LabelledImages,
     probabilities: np.ndarray,
+    fold_of: np.ndarray,
     fold_reports: list[dict[str, object]],
     folds: int,
     out_dir: Path,
@@ -161,7 +292,12 @@ def _report(
     accuracies = [fold["accuracy"] for fold in fold_reports]
     mistakes = misclassified(probabilities[tested], done, data.classes)
     _write_predictions(
-        out_dir / PREDICTIONS_CSV, done.files, done.labels, data.classes, probabilities[tested]
+        out_dir / PREDICTIONS_CSV,
+        done.files,
+        done.labels,
+        fold_of[tested],
+        data.classes,
+        probabilities[tested],
     )
     matrix = np.asarray(pooled["confusion_matrix"]["matrix"])
     confusion_matrix_png(
@@ -192,8 +328,21 @@ def _report(
     }
 
 
+TRUST_SECTIONS = ("single_view_accuracy", "calibration", "familiarity")
+"""Figures a final model takes from its cross-validation when the run recorded them."""
+
 # Keys that change where or how a run is reported, not what it learns.
-NOT_RECIPE = {"name", "data", "parity_images", "strategy", "verbose", "overfit_window"}
+NOT_RECIPE = {
+    "name",
+    "data",
+    "parity_images",
+    "strategy",
+    "verbose",
+    "overfit_window",
+    "unknown_rate",
+    "unknown_images",
+    "unknown_skip",
+}
 
 
 def card_summary(report_path: Path, config: TrainConfig) -> dict[str, object]:
@@ -217,7 +366,7 @@ def card_summary(report_path: Path, config: TrainConfig) -> dict[str, object]:
         "folds": report["folds"],
         "images": report["images"],
         "fold_accuracies": [fold["accuracy"] for fold in report["per_fold"]],
-        **{key: report[key] for key in ("single_view_accuracy",) if key in report},
+        **{key: report[key] for key in TRUST_SECTIONS if key in report},
         "command": report["command"],
     }
 
@@ -226,12 +375,14 @@ def _write_predictions(
     path: Path,
     files: list[str],
     labels: np.ndarray,
+    folds: np.ndarray,
     classes: list[str],
     probabilities: np.ndarray,
 ) -> None:
-    """One row per image: file, true label, then the out-of-fold probability of each class."""
+    """One row per image: file, true label, its fold, then the out-of-fold probability of
+    each class."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "label", *classes])
-        for file, label, row in zip(files, labels, probabilities, strict=True):
-            writer.writerow([file, classes[label], *(f"{p:.6f}" for p in row)])
+        writer.writerow(["file", "label", "fold", *classes])
+        for file, label, fold, row in zip(files, labels, folds, probabilities, strict=True):
+            writer.writerow([file, classes[label], int(fold), *(f"{p:.6f}" for p in row)])

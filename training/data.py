@@ -142,6 +142,25 @@ def read_folder(root: Path, spec: Preprocessing) -> LabelledImages:
     return LabelledImages(Path(root), classes, all_images, all_labels, files, skipped)
 
 
+def read_unknown(root: Path, spec: Preprocessing, skip: str | None = None) -> Split:
+    """Photos of none of the model's classes (a flat folder), to measure "unknown".
+
+    ``skip`` names positions in sorted file order to leave out, e.g. ``"151-293"``: the
+    ImageNet sample photos of dogs, wolves, foxes and cats, for a cat/dog model.
+    """
+    files = sorted(path for path in Path(root).iterdir() if path.is_file())
+    left_out = set()
+    for part in filter(None, (skip or "").split(",")):
+        first, _, last = part.partition("-")
+        left_out.update(range(int(first), int(last or first) + 1))
+    kept = [path for position, path in enumerate(files) if position not in left_out]
+    pairs = [(pixels, str(path)) for path in kept if (pixels := read_image(path, spec)) is not None]
+    if not pairs:
+        raise ValueError(f"{root}: no readable images")
+    images = np.stack([pixels for pixels, _ in pairs])
+    return Split(images, np.zeros(len(pairs), np.int32), [file for _, file in pairs])
+
+
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
     """Indices of ``folds`` disjoint folds covering every image, each class spread evenly.
 

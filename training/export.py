@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ logger = logging.getLogger("argos.export")
 OPSET = 17
 PARITY_TOLERANCE = 1e-5
 PARITY_BATCH = 32
+RELATIVE_TOLERANCE = 1e-4
+"""Largest difference, relative to its scale, of an output other than the probabilities."""
 
 
 BACKBONE_FILENAME = "backbone.onnx"
@@ -52,8 +54,8 @@ class DenseParts:
     """The classifier split for dense sliding-window inference.
 
     ``features`` maps raw pixels to the backbone's feature map (before pooling); ``head``
-    maps average-pooled features to probabilities, so that
-    ``head(mean(features(x), axes=(1, 2))) == model(x)``.
+    maps average-pooled features to probabilities (and the familiarity distance, when the
+    model has one), so that ``head(mean(features(x), axes=(1, 2))) == model(x)``.
     """
 
     features: tf.keras.Model
@@ -65,21 +67,28 @@ def convert(
     model: tf.keras.Model,
     input_shape: list[int | None],
     input_name: str,
-    output_name: str,
+    output_names: Sequence[str],
     path: Path,
     *,
     opset: int = OPSET,
 ) -> None:
-    """Convert a one-input, one-output Keras model to an ONNX file at ``path``."""
+    """Convert a one-input Keras model to an ONNX file at ``path``; its outputs, in order,
+    get ``output_names``."""
     signature = [tf.TensorSpec(input_shape, tf.float32, name=input_name)]
 
     @tf.function(input_signature=signature)
     def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {output_name: model(inputs, training=False)}
+        outputs = model(inputs, training=False)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        return dict(zip(output_names, outputs, strict=True))
 
-    tf2onnx.convert.from_function(
-        serve, input_signature=signature, opset=opset, output_path=str(path)
-    )
+    graph, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
+    # tf2onnx orders a function's outputs by name; the first one must be the main one.
+    outputs = {output.name: output for output in graph.graph.output}
+    del graph.graph.output[:]
+    graph.graph.output.extend(outputs[name] for name in output_names)
+    onnx.save(graph, str(path))
 
 
 def any_size(features: tf.keras.Model) -> tf.keras.Model:
@@ -102,11 +111,11 @@ def export_dense(
         any_size(parts.features),
         [None, None, None, 3],
         spec.input_name,
-        dense.feature_name,
+        [dense.feature_name],
         out_dir / BACKBONE_FILENAME,
     )
     convert(
-        parts.head, [None, channels], dense.pooled_name, spec.output_name, out_dir / HEAD_FILENAME
+        parts.head, [None, channels], dense.pooled_name, output_names(card), out_dir / HEAD_FILENAME
     )
     pooled = OnnxModel.load(out_dir / BACKBONE_FILENAME).run_chunked(inputs, PARITY_BATCH)
     actual = OnnxModel.load(out_dir / HEAD_FILENAME).run(pooled.mean(axis=(1, 2)))
@@ -114,6 +123,14 @@ def export_dense(
     if difference > PARITY_TOLERANCE:
         raise ParityError(f"backbone + head differ from the model by {difference:.2e}")
     return dense
+
+
+def output_names(card: ModelCard) -> list[str]:
+    """The classifier graph's outputs: probabilities, then the familiarity distance if any."""
+    names = [card.preprocessing.output_name]
+    if card.familiarity is not None:
+        names.append(card.familiarity.output_name)
+    return names
 
 
 def load_inputs(paths: Iterable[Path], spec: Preprocessing) -> np.ndarray:
@@ -130,16 +147,36 @@ def load_inputs(paths: Iterable[Path], spec: Preprocessing) -> np.ndarray:
 def measure_parity(
     model: tf.keras.Model, onnx_path: Path, inputs: np.ndarray, source: str
 ) -> Parity:
-    """Compare Keras and onnxruntime probabilities on the same inputs."""
+    """Compare Keras and onnxruntime probabilities on the same inputs; any further output
+    (the familiarity distance) must agree within :data:`RELATIVE_TOLERANCE`."""
     pixels = inputs.astype(np.float32)
-    expected = model.predict(pixels, batch_size=PARITY_BATCH, verbose=0)
-    actual = OnnxModel.load(onnx_path).run_chunked(pixels, PARITY_BATCH)
+    expected, *others = _as_list(model.predict(pixels, batch_size=PARITY_BATCH, verbose=0))
+    graph = OnnxModel.load(onnx_path)
+    actual, *onnx_others = (
+        np.concatenate(parts)
+        for parts in zip(
+            *(
+                graph.run_outputs(pixels[i : i + PARITY_BATCH], graph.output_names)
+                for i in range(0, len(pixels), PARITY_BATCH)
+            ),
+            strict=True,
+        )
+    )
+    for keras_output, onnx_output in zip(others, onnx_others, strict=True):
+        scale = max(float(np.abs(keras_output).max()), 1.0)
+        difference = float(np.abs(keras_output - onnx_output).max()) / scale
+        if difference > RELATIVE_TOLERANCE:
+            raise ParityError(f"ONNX's familiarity distance differs by {difference:.2e} (relative)")
     return Parity(
         max_abs_diff=float(np.abs(expected - actual).max()),
         top1_agreement=float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1))),
         images=len(inputs),
         source=source,
     )
+
+
+def _as_list(outputs: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+    return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
 def embed_card(onnx_path: Path, card: ModelCard, destination: Path) -> None:
@@ -174,7 +211,7 @@ def export(
         scratch = Path(scratch_dir)
         raw = scratch / "raw.onnx"
         spec = card.preprocessing
-        convert(model, [None, spec.height, spec.width, 3], spec.input_name, spec.output_name, raw)
+        convert(model, [None, spec.height, spec.width, 3], spec.input_name, output_names(card), raw)
         parity = measure_parity(model, raw, parity_inputs, parity_source)
         logger.info(
             "parity on %d images: max |Δp| = %.2e, top-1 agreement %.1f %%",

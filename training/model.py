@@ -88,6 +88,13 @@ def _flip_averaged(features: keras.Model) -> keras.Model:
     return keras.Model(pixels, both, name="features_flip_averaged")
 
 
+def divide_logits(classifier: Classifier, temperature: float) -> None:
+    """Temperature scaling inside the graph: the head's logits divided by ``temperature``."""
+    dense = classifier.pooled_head.get_layer("probabilities")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel / temperature, bias / temperature])
+
+
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 

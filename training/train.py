@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from service.card import ModelCard, Preprocessing
+from training import trust
 from training.augment import augmentation
 from training.backbones import Backbone, get_backbone, normalize_weights
 from training.config import TrainConfig, default_name
@@ -36,6 +37,7 @@ from training.data import (
 )
 from training.evaluate import classification_metrics, misclassified, overfitting_warning
 from training.export import DenseParts, export
+from training.familiarity import with_distance
 from training.model import (
     Classifier,
     LearningRate,
@@ -169,10 +171,16 @@ def train(
     fitted = fit_classifier(config, backbone, folder, out_dir)
     classifier, history, weights = fitted.classifier, fitted.history, fitted.class_weights
     frozen_epochs = fitted.frozen_epochs
+    calibration = trust.calibrate(classifier, cross_validation)
     metrics = _evaluate_and_report(classifier, folder, config, history, frozen_epochs, out_dir)
+    familiarity, statistics = trust.familiarity(classifier, folder, spec, config, cross_validation)
     timings = {**fitted.timings, "total_s": round(time.monotonic() - started, 1)}
     if cross_validation is not None:
-        metrics["cross_validation"] = cross_validation
+        metrics["cross_validation"] = {
+            key: value
+            for key, value in cross_validation.items()
+            if key not in ("calibration", "familiarity")
+        }
 
     card = ModelCard(
         name=config.name,
@@ -197,13 +205,14 @@ def train(
             "time_s": timings,
         },
         metrics=metrics,
+        calibration=calibration,
+        familiarity=familiarity,
     )
-    picked = _spread(len(folder.test), config.parity_images)
+    picked = spread(len(folder.test), config.parity_images)
     source = f"{len(picked)} of the {len(folder.test)} test-split images of {config.data}"
-    dense = DenseParts(classifier.features, classifier.pooled_head, classifier.stride)
-    card = export(
-        classifier.predictor, card, folder.test.images[picked], source, out_dir, dense=dense
-    )
+    predictor, head = with_distance(classifier, statistics)
+    dense = DenseParts(classifier.features, head, classifier.stride)
+    card = export(predictor, card, folder.test.images[picked], source, out_dir, dense=dense)
     tag = None
     if register:
         from training import store
@@ -337,7 +346,7 @@ def _phase_callbacks(config: TrainConfig) -> list[keras.callbacks.Callback]:
     return callbacks
 
 
-def _spread(total: int, count: int) -> np.ndarray:
+def spread(total: int, count: int) -> np.ndarray:
     """Up to ``count`` indices spread evenly over ``range(total)`` (the split is class-sorted)."""
     return np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
 

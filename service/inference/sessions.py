@@ -51,12 +51,14 @@ def create_session(
 
 
 class OnnxModel:
-    """One ONNX graph with a single input and a single output."""
+    """One ONNX graph with a single input; its first output is the main one (probabilities or
+    features), a classifier may add others (a familiarity distance)."""
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
-        self.output_name = session.get_outputs()[0].name
+        self.output_names = [output.name for output in session.get_outputs()]
+        self.output_name = self.output_names[0]
 
     @classmethod
     def load(
@@ -75,8 +77,12 @@ class OnnxModel:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; uint8 pixels are cast to the graph's float32 input."""
+        return self.run_outputs(batch, [self.output_name])[0]
+
+    def run_outputs(self, batch: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+        """Run one batch for the named outputs."""
         feed = np.ascontiguousarray(batch, dtype=np.float32)
-        return self.session.run([self.output_name], {self.input_name: feed})[0]
+        return self.session.run(list(names), {self.input_name: feed})
 
     def run_chunked(self, batch: np.ndarray, chunk_size: int) -> np.ndarray:
         """Run a large batch in calls of at most ``chunk_size`` items."""
