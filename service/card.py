@@ -153,6 +153,10 @@ class Familiarity(_Frozen):
         levels = np.linspace(0.0, 1.0, len(self.held_out_distances))
         return 1.0 - np.interp(distances, self.held_out_distances, levels)
 
+    def is_unknown(self, familiarity: np.ndarray) -> np.ndarray:
+        """Whether each familiarity is below the flag rate: an image unlike the training data."""
+        return familiarity < self.flag_rate
+
     @property
     def threshold(self) -> float:
         """The distance beyond which an image is unknown."""

@@ -39,6 +39,11 @@ TOP1 = bentoml.metrics.Counter(
     documentation="Top-1 label of each classified image: a drift signal",
     labelnames=["model", "label"],
 )
+UNKNOWN = bentoml.metrics.Counter(
+    name="argos_unknown_images",
+    documentation="Images answered unknown (unlike the model's training data): a drift signal",
+    labelnames=["model"],
+)
 STAGE_SECONDS = bentoml.metrics.Histogram(
     name="argos_stage_seconds",
     documentation="Time spent per request in each stage",

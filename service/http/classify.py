@@ -50,10 +50,13 @@ async def classify(
     data = await read_image_upload(request, worker.settings.max_upload_bytes, uploads)
     result = await worker.pipeline.classify(model, [data], endpoint="classify")
     probabilities, times = result.probabilities[0], result.times
+    known = result.familiarity is not None and result.unknown is not None
     return ClassifyResponse(
         model=ModelRef(name=card.name, version=card.version),
         predictions=top_k(probabilities, card.labels, top_k_),
         groups=group_scores(probabilities, card) if groups else None,
+        familiarity=round(float(result.familiarity[0]), 4) if known else None,
+        unknown=bool(result.unknown[0]) if known else None,
         timing_ms=Timing(
             preprocess=ms(times.preprocess_s),
             inference=ms(times.inference_s),

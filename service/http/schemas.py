@@ -23,6 +23,19 @@ class ClassifyResponse(BaseModel):
     model: ModelRef
     predictions: list[Prediction] = Field(description="top-k labels, highest score first")
     groups: list[GroupScore] | None = Field(None, description="label groups, when asked for")
+    familiarity: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="share of held-out images of the model's own classes that look at least "
+        "as unusual to it: near 1 typical, near 0 unlike anything it was trained on; only for "
+        "models with familiarity statistics (trained models)",
+    )
+    unknown: bool | None = Field(
+        None,
+        description="the image is unlike the model's training data (familiarity below the "
+        "card's flag rate): the labels are the nearest the model knows, not an answer",
+    )
     timing_ms: Timing
 
 

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ class DenseGraphs:
     backbone: OnnxModel
     head: OnnxModel
     stride: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What the classifier graph says about one image."""
+
+    probabilities: np.ndarray
+    """(labels,) probabilities."""
+    distance: float | None
+    """The familiarity distance, for models whose card has ``familiarity``."""
 
 
 @dataclass
@@ -67,6 +78,12 @@ class ServedModel:
             return model
 
         classifier = session(ONNX_FILENAME, spec.input_name, spec.output_name)
+        outputs = _outputs(card)
+        if classifier.output_names[: len(outputs)] != outputs:
+            raise ValueError(
+                f"{card.tag}: {ONNX_FILENAME} has outputs {classifier.output_names}; the card "
+                f"says {outputs}"
+            )
         dense = None
         if card.dense is not None:
             graphs = card.dense
@@ -81,7 +98,8 @@ class ServedModel:
             max_queue_size=settings.max_inflight,
             timeout_s=settings.queue_timeout_ms / 1000,
         )
-        runner = Runner(card.tag, classifier.run, scheduler, instances=settings.instances)
+        batch_scores = partial(score, classifier, outputs)
+        runner = Runner(card.tag, batch_scores, scheduler, instances=settings.instances)
         served = cls(card, classifier, dense, runner)
         served.warm_up(max(settings.batch_size, settings.detect_chunk_size))
         logger.info("serving %s on %s", card.tag, classifier.providers)
@@ -95,11 +113,12 @@ class ServedModel:
         sizes = {1 << i for i in range(max_batch_size.bit_length())} | {max_batch_size}
         for size in sorted(sizes):
             started = time.perf_counter()
-            self.classifier.run(np.zeros((size, spec.height, spec.width, 3), dtype=np.uint8))
+            pixels = np.zeros((size, spec.height, spec.width, 3), dtype=np.uint8)
+            score(self.classifier, _outputs(self.card), pixels)
         self.runner.observe_batch(size, time.perf_counter() - started)
 
-    async def classify(self, pixels: np.ndarray) -> np.ndarray:
-        """One (H, W, 3) uint8 input → its (labels,) probabilities."""
+    async def classify(self, pixels: np.ndarray) -> Scores:
+        """One (H, W, 3) uint8 input → its scores, batched with concurrent requests."""
         return await self.runner.infer(pixels)
 
     async def run_job(self, steps: Iterator[Any]) -> Any:
@@ -110,3 +129,20 @@ class ServedModel:
         """Refuse new work, let queued work finish (up to ``timeout_s``), stop the runner."""
         self.runner.close()
         self.runner.join(timeout_s)
+
+
+def score(classifier: OnnxModel, outputs: list[str], batch: np.ndarray) -> list[Scores]:
+    """Run the classifier graph on a batch: each image's scores."""
+    probabilities, *distances = classifier.run_outputs(batch, outputs)
+    if not distances:
+        return [Scores(row, None) for row in probabilities]
+    return [Scores(row, float(d)) for row, d in zip(probabilities, distances[0], strict=True)]
+
+
+def _outputs(card: ModelCard) -> list[str]:
+    """The classifier graph's outputs Argos reads: probabilities, then the familiarity
+    distance when the card has one."""
+    names = [card.preprocessing.output_name]
+    if card.familiarity is not None:
+        names.append(card.familiarity.output_name)
+    return names

@@ -45,6 +45,11 @@ class StageTimes:
 class Classified:
     probabilities: np.ndarray
     """(images, labels) probabilities, in the order the images came."""
+    familiarity: np.ndarray | None
+    """(images,) share of held-out images of the model's classes at least as unusual;
+    ``None`` for a model without familiarity statistics."""
+    unknown: np.ndarray | None
+    """(images,) whether each image is unlike anything the model was trained on."""
     times: StageTimes
 
 
@@ -95,12 +100,17 @@ class Pipeline:
             preprocessed = time.perf_counter()
             rows = await asyncio.gather(*(model.classify(p) for p in pixels))
         finished = time.perf_counter()
-        probabilities = np.stack(rows)
+        probabilities = np.stack([row.probabilities for row in rows])
         for row in probabilities:
             metrics.TOP1.labels(model=card.tag, label=card.labels[int(np.argmax(row))]).inc()
+        familiarity = unknown = None
+        if card.familiarity is not None:
+            familiarity = card.familiarity.familiarity(np.array([row.distance for row in rows]))
+            unknown = card.familiarity.is_unknown(familiarity)
+            metrics.UNKNOWN.labels(model=card.tag).inc(int(unknown.sum()))
         times = StageTimes(preprocessed - started, finished - preprocessed)
         self.observe(endpoint, times)
-        return Classified(probabilities, times)
+        return Classified(probabilities, familiarity, unknown, times)
 
     async def open(self, data: bytes) -> Image.Image:
         """One upload opened, its header read and checked against the pixel limit; no pixel

@@ -69,7 +69,8 @@ class OutputRequest:
 
 @dataclass(frozen=True, slots=True)
 class OutputTensor:
-    """One output of a response: an ``FP32`` array or a ``BYTES`` array of ``bytes``."""
+    """One output of a response: an ``FP32`` or ``BOOL`` array, or a ``BYTES`` array of
+    ``bytes``."""
 
     name: str
     datatype: str
@@ -283,6 +284,15 @@ def probability_outputs(
     return outputs
 
 
+def per_image_output(output: OutputRequest, values: np.ndarray) -> OutputTensor:
+    """A ``[N]`` output of one value per image (``FP32`` or ``BOOL``); it has no classes."""
+    if output.classification:
+        raise InvalidTensor(f"output {output.name!r} has one value per image, no classes")
+    datatype = "BOOL" if values.dtype == np.bool_ else "FP32"
+    array = values.astype(np.bool_ if datatype == "BOOL" else np.float32)
+    return OutputTensor(output.name, datatype, array, output.binary)
+
+
 def classification_strings(probabilities: np.ndarray, labels: Sequence[str], k: int) -> np.ndarray:
     """``(N, labels)`` scores → ``(N, min(k, labels))`` ``b"score:index:label"``, best first.
 
@@ -429,6 +439,8 @@ def tensor_bytes(output: OutputTensor) -> bytes:
     length-prefixed), as both the binary extension and gRPC's raw contents carry it."""
     if output.datatype == "BYTES":
         return encode_bytes_elements(output.array.ravel())
+    if output.datatype == "BOOL":
+        return np.ascontiguousarray(output.array, dtype=np.bool_).tobytes()
     return np.ascontiguousarray(output.array, dtype="<f4").tobytes()
 
 

@@ -41,7 +41,11 @@ def model_metadata(worker: Worker, card: ModelCard) -> ModelMetadata:
         platform=PLATFORM,
         inputs=[TensorMetadata(name=IMAGE_FIELD, datatype="BYTES", shape=[-1])],
         outputs=[
-            TensorMetadata(name=output_name(card), datatype="FP32", shape=[-1, len(card.labels)])
+            TensorMetadata(name=output_name(card), datatype="FP32", shape=[-1, len(card.labels)]),
+            *(
+                TensorMetadata(name=name, datatype=datatype, shape=[-1])
+                for name, datatype in _trust_outputs(card)
+            ),
         ],
     )
 
@@ -53,7 +57,13 @@ def model_config(card: ModelCard) -> ModelConfig:
         platform=PLATFORM,
         input=[ConfigTensor(name=IMAGE_FIELD, data_type="TYPE_STRING", dims=[-1])],
         output=[
-            ConfigTensor(name=output_name(card), data_type="TYPE_FP32", dims=[-1, len(card.labels)])
+            ConfigTensor(
+                name=output_name(card), data_type="TYPE_FP32", dims=[-1, len(card.labels)]
+            ),
+            *(
+                ConfigTensor(name=name, data_type=f"TYPE_{datatype}", dims=[-1])
+                for name, datatype in _trust_outputs(card)
+            ),
         ],
     )
 
@@ -100,15 +110,31 @@ async def infer(
     card = model.card
     pipeline = worker.pipeline
     images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
-    wanted = codec.requested_outputs(decoded.request, [output_name(card)], labels=len(card.labels))
+    available = [output_name(card), *(name for name, _ in _trust_outputs(card))]
+    wanted = codec.requested_outputs(decoded.request, available, labels=len(card.labels))
     result = await pipeline.classify(
         model, images, endpoint=endpoint, where=lambda i: f"image {i} of input {IMAGE_FIELD!r}"
     )
-    return codec.probability_outputs(result.probabilities, card.labels, wanted)
+    per_image = {FAMILIARITY: result.familiarity, UNKNOWN: result.unknown}
+    outputs = [output for output in wanted if output.name not in per_image]
+    tensors = codec.probability_outputs(result.probabilities, card.labels, outputs)
+    for output in wanted:
+        if output.name in per_image:
+            tensors.append(codec.per_image_output(output, per_image[output.name]))
+    return tensors
 
 
 def output_name(card: ModelCard) -> str:
     return card.preprocessing.output_name
+
+
+FAMILIARITY = "familiarity"
+UNKNOWN = "unknown"
+
+
+def _trust_outputs(card: ModelCard) -> list[tuple[str, str]]:
+    """The per-image outputs beside the probabilities, for models with familiarity."""
+    return [] if card.familiarity is None else [(FAMILIARITY, "FP32"), (UNKNOWN, "BOOL")]
 
 
 def _checked(parameters: dict[str, Any]) -> dict[str, Any]:
