@@ -10,6 +10,7 @@ import io
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageMode, UnidentifiedImageError
@@ -220,21 +221,50 @@ def resize_to_input(rgb: Image.Image, spec: Preprocessing, region: Box | None = 
     Returns a ``(height, width, 3)`` uint8 array; scaling to the network's range happens
     inside the exported graph.
     """
-    left, top, right, bottom = region or (0.0, 0.0, float(rgb.width), float(rgb.height))
-    if spec.resize == "center_crop":
-        left, top, right, bottom = center_crop_box((left, top, right, bottom), spec)
     resized = rgb.resize(
         (spec.width, spec.height),
         _RESAMPLE[spec.interpolation],
-        box=(left, top, right, bottom),
+        box=model_region(region or (0.0, 0.0, float(rgb.width), float(rgb.height)), spec),
         reducing_gap=_REDUCING_GAP,
     )
     return np.asarray(resized, dtype=np.uint8)
 
 
+def model_region(box: Box, spec: Preprocessing) -> Box:
+    """The part of ``box`` that the model input shows: all of it (squash), or its centre
+    crop."""
+    return center_crop_box(box, spec) if spec.resize == "center_crop" else box
+
+
 def prepare(image: Image.Image, spec: Preprocessing, *, draft: bool = True) -> np.ndarray:
     """An opened image → the model's input array for one image."""
     return resize_to_input(load_rgb(image, spec, draft=draft), spec)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An upload made into the model's input."""
+
+    pixels: np.ndarray
+    """The model input, (height, width, 3) uint8."""
+    size: tuple[int, int]
+    """Width and height of the upright upload."""
+
+
+def prepare_upload(
+    data: bytes,
+    spec: Preprocessing,
+    *,
+    max_pixels: int,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> Prepared:
+    """Upload bytes → the model's input; raises :class:`ArgosError` on bad input."""
+    image = open_image(data, max_pixels=max_pixels)
+    width, height = image.size
+    rgb = load_rgb(image, spec, max_decoded_bytes=max_decoded_bytes)
+    if image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS:  # read while decoding
+        width, height = height, width
+    return Prepared(resize_to_input(rgb, spec), (width, height))
 
 
 def prepare_bytes(
@@ -245,8 +275,9 @@ def prepare_bytes(
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> np.ndarray:
     """Upload bytes → the model's input array; raises :class:`ArgosError` on bad input."""
-    image = open_image(data, max_pixels=max_pixels)
-    return resize_to_input(load_rgb(image, spec, max_decoded_bytes=max_decoded_bytes), spec)
+    return prepare_upload(
+        data, spec, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes
+    ).pixels
 
 
 def scale_image(rgb: Image.Image, factor: float, spec: Preprocessing) -> np.ndarray:

@@ -21,7 +21,7 @@ from service.card import ModelCard, Preprocessing
 from service.detection.params import DetectParams
 from service.detection.windows import window_boxes, window_count, window_specs
 from service.errors import InvalidParameter
-from service.preprocessing import center_crop_box, resize_to_input
+from service.preprocessing import model_region, resize_to_input
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +95,8 @@ def box_chunks(boxes: np.ndarray, chunk_size: int) -> Iterator[np.ndarray]:
 
 def input_regions(boxes: np.ndarray, factor: float, spec: Preprocessing) -> np.ndarray:
     """Dense mode: the part of each window the model input covers, in scaled-image pixels."""
-    if spec.resize == "center_crop":
-        boxes = np.array([center_crop_box(tuple(map(float, box)), spec) for box in boxes])
-    return np.asarray(boxes, dtype=np.float64) * factor
+    regions = [model_region((x0, y0, x1, y1), spec) for x0, y0, x1, y1 in boxes.tolist()]
+    return np.array(regions, dtype=np.float64).reshape(-1, 4) * factor
 
 
 def work_in_images(

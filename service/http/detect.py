@@ -12,7 +12,7 @@ from service.detection import pipeline as detection
 from service.detection.params import DetectParams
 from service.detection.render import draw
 from service.http.auth import INFER
-from service.http.openapi import DETECT_EXAMPLE, IMAGE_UPLOAD, upload_responses
+from service.http.openapi import DETECT_EXAMPLES, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
 from service.http.uploads import UploadLease, read_image_upload
 from service.http.worker import MODEL_HEADER, CurrentWorker, LeasedModel, Uploads, Worker
@@ -25,7 +25,7 @@ Params = Annotated[DetectParams, Query()]
 @router.post(
     "/detect",
     response_model=DetectResponse,
-    responses=upload_responses(DETECT_EXAMPLE),
+    responses=upload_responses(DETECT_EXAMPLES),
     openapi_extra=IMAGE_UPLOAD,
 )
 async def detect(

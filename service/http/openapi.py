@@ -76,6 +76,33 @@ DETECT_EXAMPLE = {
 }
 """``POST /detect`` with ``pets.jpg``."""
 
+EXPLAIN_EXAMPLE = {
+    "model": _MODEL,
+    "predictions": [{"label": "Italian_greyhound", "index": 171, "score": 0.726661741733551}],
+    "explanation": {
+        "label": "Italian_greyhound",
+        "index": 171,
+        "grid": [
+            [0.5556, 0.999, 0.9883, 0.0078, 0.007, 0.0011, 0.0014],
+            [0.957, 0.9986, 0.9525, 0.3237, 0.0097, 0.0004, 0.0011],
+            [0.9665, 0.9997, 0.9985, 0.9691, 0.4, 0.0, 0.0],
+            [0.9188, 0.9525, 0.7891, 0.0354, 0.898, 0.0, 0.0001],
+            [0.0158, 0.0093, 0.006, 0.0018, 0.1922, 0.0, 0.0],
+            [0.0004, 0.0006, 0.0009, 0.0006, 0.1427, 0.1734, 0.533],
+            [0.0006, 0.0006, 0.0008, 0.0007, 0.0006, 0.0032, 0.0023],
+        ],
+        "box": [67.88, 26.88, 444.12, 403.12],
+    },
+    "timing_ms": {"preprocess": 7.3, "inference": 8.94, "total": 16.64},
+}
+"""``POST /classify?explain=true&top_k=1`` with ``pets.jpg``."""
+
+CLASSIFY_EXAMPLES = {
+    "labels": {"summary": "groups=true, cat.bmp", "value": CLASSIFY_EXAMPLE},
+    "explanation": {"summary": "explain=true&top_k=1, pets.jpg", "value": EXPLAIN_EXAMPLE},
+}
+DETECT_EXAMPLES = {"pets": {"summary": "pets.jpg", "value": DETECT_EXAMPLE}}
+
 ERROR_EXAMPLES: dict[int, dict[str, dict[str, str]]] = {
     400: {
         "empty_body": {
@@ -138,9 +165,10 @@ _RETRY_AFTER = {
 }
 
 
-def upload_responses(ok_example: dict[str, Any] | None = None) -> dict[int | str, Any]:
+def upload_responses(ok_examples: dict[str, Any] | None = None) -> dict[int | str, Any]:
     """``responses`` of a route that reads an image upload: its error replies with
-    examples, and an example of its 200 reply when it answers JSON."""
+    examples, and examples of its 200 reply (OpenAPI Example objects by name) when it
+    answers JSON."""
     responses: dict[int | str, Any] = {
         status: {
             "model": ErrorResponse,
@@ -157,6 +185,6 @@ def upload_responses(ok_example: dict[str, Any] | None = None) -> dict[int | str
         }
         for status, examples in ERROR_EXAMPLES.items()
     }
-    if ok_example is not None:
-        responses[200] = {"content": {"application/json": {"example": ok_example}}}
+    if ok_examples is not None:
+        responses[200] = {"content": {"application/json": {"examples": ok_examples}}}
     return responses

@@ -19,6 +19,23 @@ class Timing(BaseModel):
     total: float
 
 
+class Explanation(BaseModel):
+    label: str = Field(description="the top label, which the map is of")
+    index: int = Field(description="its index in the card's labels")
+    grid: list[list[float]] = Field(
+        description="the class activation map: h rows (top first) of w values, one per cell "
+        "of the backbone's feature map, each the label's probability from that cell alone "
+        "(the model's head on it), rounded to 4 decimals"
+    )
+    box: list[float] = Field(
+        min_length=4,
+        max_length=4,
+        description="[x0, y0, x1, y1]: the part of the upright image that the grid covers, "
+        "in its pixels (what the model input shows: the card's centre crop, or all of it), "
+        "cut into h x w equal cells",
+    )
+
+
 class ClassifyResponse(BaseModel):
     model: ModelRef
     predictions: list[Prediction] = Field(description="top-k labels, highest score first")
@@ -35,6 +52,9 @@ class ClassifyResponse(BaseModel):
         None,
         description="the image is unlike the model's training data (familiarity below the "
         "card's flag rate): the labels are the nearest the model knows, not an answer",
+    )
+    explanation: Explanation | None = Field(
+        None, description="where the image shows the top label, when asked for"
     )
     timing_ms: Timing
 

@@ -42,15 +42,34 @@ class StageTimes:
 
 
 @dataclass(frozen=True, slots=True)
+class Familiar:
+    """How familiar one image looks to a model with familiarity statistics."""
+
+    familiarity: float
+    """Share of held-out images of the model's classes that look at least as unusual."""
+    unknown: bool
+    """Unlike anything the model was trained on: its labels are not an answer."""
+
+
+@dataclass(frozen=True, slots=True)
 class Classified:
     probabilities: np.ndarray
     """(images, labels) probabilities, in the order the images came."""
-    familiarity: np.ndarray | None
-    """(images,) share of held-out images of the model's classes at least as unusual;
-    ``None`` for a model without familiarity statistics."""
-    unknown: np.ndarray | None
-    """(images,) whether each image is unlike anything the model was trained on."""
+    familiar: list[Familiar] | None
+    """Per image, for a model with familiarity statistics; else ``None``."""
     times: StageTimes
+
+
+def judge_familiarity(card: ModelCard, distances: Sequence[float | None]) -> list[Familiar] | None:
+    """The classifier's familiarity distances → what the replies say; counts the unknown."""
+    if card.familiarity is None:
+        return None
+    familiarity = card.familiarity.familiarity(np.asarray(distances, dtype=np.float64))
+    unknown = card.familiarity.is_unknown(familiarity)
+    metrics.UNKNOWN.labels(model=card.tag).inc(int(unknown.sum()))
+    return [
+        Familiar(round(float(f), 4), bool(u)) for f, u in zip(familiarity, unknown, strict=True)
+    ]
 
 
 class Pipeline:
@@ -103,14 +122,10 @@ class Pipeline:
         probabilities = np.stack([row.probabilities for row in rows])
         for row in probabilities:
             metrics.TOP1.labels(model=card.tag, label=card.labels[int(np.argmax(row))]).inc()
-        familiarity = unknown = None
-        if card.familiarity is not None:
-            familiarity = card.familiarity.familiarity(np.array([row.distance for row in rows]))
-            unknown = card.familiarity.is_unknown(familiarity)
-            metrics.UNKNOWN.labels(model=card.tag).inc(int(unknown.sum()))
+        familiar = judge_familiarity(card, [row.distance for row in rows])
         times = StageTimes(preprocessed - started, finished - preprocessed)
         self.observe(endpoint, times)
-        return Classified(probabilities, familiarity, unknown, times)
+        return Classified(probabilities, familiar, times)
 
     async def open(self, data: bytes) -> Image.Image:
         """One upload opened, its header read and checked against the pixel limit; no pixel

@@ -1,12 +1,17 @@
-"""The page at ``/`` in Chromium: classify a photo, find objects in it, read the errors."""
+"""The page at ``/`` in Chromium: classify a photo, map why, find objects in it, read the
+errors."""
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
-from playwright.sync_api import Page, expect
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import argos_server
 
@@ -58,6 +63,35 @@ def test_find_objects_draws_a_box_over_each_dog(page: Page, argos_url: str, imag
     assert photo == overlay, "the boxes are drawn over the photo, at its size"
     heatmap = page.wait_for_function("document.getElementById('heatmap').naturalWidth || false")
     assert heatmap.json_value() > 512, "the rendering puts the heatmap beside the photo"
+
+
+def screenshot(locator: Locator) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("RGB")).astype(int)
+
+
+def test_explain_overlays_the_map_on_the_photo(page: Page, argos_url: str, images: Path) -> None:
+    open_page(page, argos_url)
+    page.set_input_files("#file", images / "pets.jpg")
+    expect(page.locator("#predictions li")).to_have_count(5)
+    expect(page.locator("#photo")).to_have_js_property("complete", True)
+    before = screenshot(page.locator("#photo-frame"))
+    with page.expect_response(lambda reply: "explain=true" in reply.url) as answered:
+        page.check("#explain")
+    explanation = answered.value.json()["explanation"]
+    cam = page.locator("#cam")
+    expect(cam).to_have_attribute("title", re.compile(explanation["label"]))
+    expect(page.locator("body")).not_to_have_class(re.compile("busy"))
+    expect(page.locator("#explain-note")).to_contain_text(explanation["label"])
+    assert (cam.get_attribute("width"), cam.get_attribute("height")) == ("7", "7")
+
+    photo, drawn = page.locator("#photo").bounding_box(), cam.bounding_box()
+    scale = photo["width"] / 512
+    x0, y0, x1, y1 = (round(value * scale) for value in explanation["box"])
+    placed = (drawn["x"] - photo["x"], drawn["y"] - photo["y"], drawn["width"], drawn["height"])
+    assert placed == pytest.approx((x0, y0, x1 - x0, y1 - y0), abs=1.5), "on the box"
+    changed = np.abs(screenshot(page.locator("#photo-frame")) - before).sum(axis=2) > 10
+    assert changed[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].mean() > 0.9, "the map is drawn on it"
+    assert not changed[:, : x0 - 2].any() and not changed[:, x1 + 2 :].any(), "and only there"
 
 
 def test_a_file_that_is_no_image_gets_the_servers_message(page: Page, argos_url: str) -> None:

@@ -9,11 +9,16 @@ import httpx
 import pytest
 
 from service.formats import FORMATS
-from service.http.openapi import CLASSIFY_EXAMPLE, DETECT_EXAMPLE, ERROR_EXAMPLES
+from service.http.openapi import (
+    CLASSIFY_EXAMPLE,
+    DETECT_EXAMPLE,
+    ERROR_EXAMPLES,
+    EXPLAIN_EXAMPLE,
+)
 
 pytestmark = pytest.mark.integration
 
-UPLOAD_PATHS = ["/classify", "/detect", "/detect/render"]
+UPLOAD_PATHS = ["/classify", "/classify/render", "/detect", "/detect/render"]
 ERROR_STATUSES = {"400", "413", "415", "422", "503"}
 
 
@@ -43,7 +48,7 @@ def test_every_error_status_has_a_schema_and_examples(openapi: dict[str, Any], p
         assert content["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
         assert content["examples"], (path, status)
     ok = responses["200"]["content"]
-    assert ("image/png" in ok) if path.endswith("render") else ("example" in ok["application/json"])
+    assert ("image/png" in ok) if path.endswith("render") else ok["application/json"]["examples"]
 
 
 def assert_scores_match(got: list[dict], documented: list[dict], name: str) -> None:
@@ -61,6 +66,21 @@ def test_classify_example_is_what_the_server_answers(client: httpx.Client, image
     assert_scores_match(body["predictions"], CLASSIFY_EXAMPLE["predictions"], "predictions")
     assert_scores_match(body["groups"], CLASSIFY_EXAMPLE["groups"], "groups")
     assert set(body["timing_ms"]) == set(CLASSIFY_EXAMPLE["timing_ms"])
+
+
+def test_explain_example_is_what_the_server_answers(client: httpx.Client, images: Path) -> None:
+    reply = client.post(
+        "/classify?explain=true&top_k=1", files={"image": (images / "pets.jpg").read_bytes()}
+    )
+    assert reply.status_code == 200, reply.text
+    body, documented = reply.json(), EXPLAIN_EXAMPLE["explanation"]
+    assert_scores_match(body["predictions"], EXPLAIN_EXAMPLE["predictions"], "predictions")
+    assert {k: v for k, v in body["explanation"].items() if k != "grid"} == {
+        k: v for k, v in documented.items() if k != "grid"
+    }
+    assert body["explanation"]["grid"] == [
+        pytest.approx(row, abs=2e-3) for row in documented["grid"]
+    ]
 
 
 def test_detect_example_is_what_the_server_answers(client: httpx.Client, images: Path) -> None:

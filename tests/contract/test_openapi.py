@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 SEED = 20261123
 MAX_EXAMPLES = 10
-UPLOADS = ["POST /classify", "POST /detect", "POST /detect/render"]
+UPLOADS = ["POST /classify", "POST /classify/render", "POST /detect", "POST /detect/render"]
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",

@@ -1,4 +1,5 @@
-"""A tiny ONNX classifier (pixels → softmax of channel means) and its card, for fast tests."""
+"""A tiny ONNX classifier (pixels → softmax of channel means), its dense split and its card,
+for fast tests."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from service.card import ModelCard, Parity, Preprocessing
+from service.card import DenseHead, ModelCard, Parity, Preprocessing
 
 
 def write_tiny_classifier(path: Path, height: int = 8, width: int = 8) -> Path:
@@ -26,11 +27,46 @@ def write_tiny_classifier(path: Path, height: int = 8, width: int = 8) -> Path:
             helper.make_tensor("scale", TensorProto.FLOAT, [], [0.05]),
         ],
     )
+    return _save(graph, path)
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def write_tiny_dense_graphs(directory: Path, stride: int = 2) -> DenseHead:
+    """The tiny classifier split for dense inference, in ``directory``: a backbone that
+    average-pools ``stride`` x ``stride`` cells ((N, H, W, 3) → (N, H / stride, W / stride, 3))
+    and a head that is the classifier's softmax, so head(mean(backbone(x))) == classifier(x)."""
+    dense = DenseHead(backbone_file="backbone.onnx", head_file="head.onnx", stride=stride)
+    window = {"kernel_shape": [stride, stride], "strides": [stride, stride]}
+    backbone = helper.make_graph(
+        [
+            helper.make_node("Transpose", ["pixels"], ["planes"], perm=[0, 3, 1, 2]),
+            helper.make_node("AveragePool", ["planes"], ["pooled"], **window),
+            helper.make_node("Transpose", ["pooled"], [dense.feature_name], perm=[0, 2, 3, 1]),
+        ],
+        "tiny-backbone",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", "H", "W", 3])],
+        [helper.make_tensor_value_info(dense.feature_name, TensorProto.FLOAT, ["N", "h", "w", 3])],
+    )
+    head = helper.make_graph(
+        [
+            helper.make_node("Mul", [dense.pooled_name, "scale"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        "tiny-head",
+        [helper.make_tensor_value_info(dense.pooled_name, TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
+        initializer=[helper.make_tensor("scale", TensorProto.FLOAT, [], [0.05])],
+    )
+    for graph, filename in ((backbone, dense.backbone_file), (head, dense.head_file)):
+        _save(graph, directory / filename)
+    return dense
 
 
 def make_card(**changes: object) -> ModelCard:

@@ -1,9 +1,13 @@
-// The Argos page: send a photo to /classify, and on demand to /detect and /detect/render.
+// The Argos page: send a photo to /classify (with explain=true when asked), and on demand to
+// /detect and /detect/render.
 // Plain browser JavaScript, no dependencies; every request goes to the server that served the page.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
+// The map's colour ramp, low to high, and its opacity there: as /classify/render draws it.
+const RAMP = [[0x08, 0x30, 0x6b], [0xfd, 0xd8, 0x35], [0xd3, 0x2f, 0x2f]];
+const OPACITY = [0.25, 0.7];
 
 const KEY_STORAGE = "argos-api-key"; // sessionStorage: this tab only, gone when it closes
 
@@ -111,9 +115,11 @@ async function classify() {
   showError("");
   document.body.classList.add("busy");
   try {
-    const topK = $("top-k").value || "5";
-    const { reply, roundTripMs } = await send("classify", { top_k: topK, groups: "true" }, photo);
+    const params = { top_k: $("top-k").value || "5", groups: "true" };
+    if ($("explain").checked) params.explain = "true";
+    const { reply, roundTripMs } = await send("classify", params, photo);
     const result = await reply.json();
+    await drawMap(result.explanation);
     fillBars(
       $("predictions"),
       result.predictions.map((p) => ({ name: p.label, score: p.score })),
@@ -130,6 +136,45 @@ async function classify() {
   } finally {
     document.body.classList.remove("busy");
   }
+}
+
+/** The colour and opacity of a map value in [0, 1], as RGBA bytes. */
+function ramp(value) {
+  const half = value < 0.5 ? 0 : 1;
+  const t = value * 2 - half;
+  const [from, to] = [RAMP[half], RAMP[half + 1]];
+  const alpha = OPACITY[0] + (OPACITY[1] - OPACITY[0]) * value;
+  return [...from.map((c, i) => Math.round(c + (to[i] - c) * t)), Math.round(255 * alpha)];
+}
+
+/** The class activation map over the photo: one canvas pixel per cell, placed on the box
+ * and stretched (bilinearly) by the browser; scaled to the map's largest value. */
+async function drawMap(explanation) {
+  const canvas = $("cam");
+  canvas.hidden = $("explain-note").hidden = !explanation;
+  if (!explanation) return;
+  const { grid, box, label } = explanation;
+  const values = grid.flat();
+  const top = Math.max(...values) || 1;
+  canvas.width = grid[0].length;
+  canvas.height = grid.length;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(canvas.width, canvas.height);
+  values.forEach((value, i) => pixels.data.set(ramp(value / top), i * 4));
+  context.putImageData(pixels, 0, 0);
+  const image = $("photo");
+  await image.decode().catch(() => {}); // its natural size is the upright upload's
+  const [x0, y0, x1, y1] = box;
+  const [width, height] = [image.naturalWidth, image.naturalHeight];
+  Object.assign(canvas.style, {
+    left: `${(100 * x0) / width}%`,
+    top: `${(100 * y0) / height}%`,
+    width: `${(100 * (x1 - x0)) / width}%`,
+    height: `${(100 * (y1 - y0)) / height}%`,
+  });
+  canvas.title = `Where the photo shows ${label}`;
+  $("explain-note").textContent =
+    `Map of ${label}: how strongly each part of the photo alone says it (red: most).`;
 }
 
 function drawBoxes(result) {
@@ -222,12 +267,15 @@ async function describeModel() {
   const dense = $("detect-mode").querySelector("option[value=dense]");
   dense.disabled = !card.dense;
   $("detect-mode").value = card.dense ? "dense" : "exact";
+  $("explain").disabled = !card.dense; // the map needs the backbone and head graphs
+  if (!card.dense) $("explain").checked = false;
 }
 
 function setUp() {
   $("file").addEventListener("change", (event) => choose(event.target.files[0]));
   $("camera").addEventListener("change", (event) => choose(event.target.files[0]));
   $("top-k").addEventListener("change", classify);
+  $("explain").addEventListener("change", classify);
   $("detect").addEventListener("click", detect);
   $("key-form").addEventListener("submit", useKey);
   $("model").addEventListener("change", () => {

@@ -8,6 +8,8 @@ import asyncio
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from service.card import ModelCard
 from service.errors import InvalidParameter
 from service.http.uploads import IMAGE_FIELD
@@ -115,7 +117,11 @@ async def infer(
     result = await pipeline.classify(
         model, images, endpoint=endpoint, where=lambda i: f"image {i} of input {IMAGE_FIELD!r}"
     )
-    per_image = {FAMILIARITY: result.familiarity, UNKNOWN: result.unknown}
+    familiar = result.familiar or []
+    per_image = {
+        FAMILIARITY: np.array([image.familiarity for image in familiar], dtype=np.float32),
+        UNKNOWN: np.array([image.unknown for image in familiar], dtype=np.bool_),
+    }
     outputs = [output for output in wanted if output.name not in per_image]
     tensors = codec.probability_outputs(result.probabilities, card.labels, outputs)
     for output in wanted:

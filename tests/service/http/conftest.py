@@ -15,12 +15,14 @@ from service.http.worker import Worker
 from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
-from tests.service.tiny_model import make_card, write_tiny_classifier
+from tests.service.tiny_model import make_card, write_tiny_classifier, write_tiny_dense_graphs
 
 MakeClient = Callable[..., TestClient]
 ADMIN_KEY = "admin-key-of-the-tests"
 """The tests' clients send it, so model control is on; inference stays open."""
 TINY_MODELS = [("colours", "1"), ("colours", "2"), ("shades", "1")]
+DENSE_MODEL = "shades"
+"""The tiny model that also ships backbone and head graphs (``card.dense``)."""
 
 
 class FolderStore:
@@ -53,13 +55,14 @@ class FolderStore:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store-like folder ``NAME/VERSION/`` of verified artifacts of the tiny classifier
-    (red/green/blue): ``colours`` in versions 1 and 2, and ``shades``."""
+    (red/green/blue): ``colours`` in versions 1 and 2, and ``shades`` with dense graphs."""
     root = tmp_path_factory.mktemp("tiny-store")
     for name, version in TINY_MODELS:
         directory = root / name / version
         directory.mkdir(parents=True)
         write_tiny_classifier(directory / ONNX_FILENAME)
-        card = make_card(name=name, version=version)
+        dense = write_tiny_dense_graphs(directory) if name == DENSE_MODEL else None
+        card = make_card(name=name, version=version, dense=dense)
         card.model_copy(update={"onnx_sha256": sha256_of(directory / ONNX_FILENAME)}).save(
             directory
         )

@@ -61,6 +61,7 @@ def test_every_route_declares_its_scope(keyed: TestClient) -> None:
     assert not unowned, f"routes without a scope: {unowned}"
     scopes = {p: scope for _, p, scope in operations(keyed)}
     assert scopes["/classify"] is scopes["/v2/models/colours/infer"] is Scope.INFER
+    assert scopes["/classify/render"] is scopes["/detect/render"] is Scope.INFER
     assert scopes["/v2/repository/models/shades/unload"] is Scope.ADMIN
     assert scopes["/v2/repository/index"] is Scope.ADMIN
     assert scopes["/v2/health/ready"] is scopes["/"] is Scope.PUBLIC
