@@ -8,26 +8,61 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from service.card import DenseHead, ModelCard, Parity, Preprocessing
+from service.card import DenseHead, Familiarity, ModelCard, Parity, Preprocessing
 
 
-def write_tiny_classifier(path: Path, height: int = 8, width: int = 8) -> Path:
-    """(N, H, W, 3) float pixels → (N, 3) softmax over the mean of each colour channel."""
+GREY = 128.0
+"""What the familiar tiny classifier was "trained" on: its distance is how far an image's
+channel means lie from mid-grey."""
+
+
+def write_tiny_classifier(
+    path: Path, height: int = 8, width: int = 8, *, familiar: bool = False
+) -> Path:
+    """(N, H, W, 3) float pixels → (N, 3) softmax over the mean of each colour channel; with
+    ``familiar``, also (N,) ``distance``: how far the channel means lie from mid-grey."""
+    nodes = [
+        helper.make_node("ReduceMean", ["pixels", "axes"], ["means"], keepdims=0),
+        helper.make_node("Mul", ["means", "scale"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])]
+    initializers = [
+        helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [0.05]),
+    ]
+    if familiar:
+        nodes, outputs, initializers = _with_distance("means", nodes, outputs, initializers)
     graph = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", ["pixels", "axes"], ["means"], keepdims=0),
-            helper.make_node("Mul", ["means", "scale"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-        ],
+        nodes,
         "tiny",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", height, width, 3])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
-        initializer=[
-            helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
-            helper.make_tensor("scale", TensorProto.FLOAT, [], [0.05]),
-        ],
+        outputs,
+        initializer=initializers,
     )
     return _save(graph, path)
+
+
+def _with_distance(
+    features: str,
+    nodes: list[onnx.NodeProto],
+    outputs: list[onnx.ValueInfoProto],
+    initializers: list[onnx.TensorProto],
+) -> tuple[list[onnx.NodeProto], list[onnx.ValueInfoProto], list[onnx.TensorProto]]:
+    """A graph's nodes, outputs and initializers, plus ``distance = |features - grey|``."""
+    return (
+        [
+            *nodes,
+            helper.make_node("Sub", [features, "grey"], ["offsets"]),
+            helper.make_node("ReduceL2", ["offsets", "last_axis"], ["distance"], keepdims=0),
+        ],
+        [*outputs, helper.make_tensor_value_info("distance", TensorProto.FLOAT, ["N"])],
+        [
+            *initializers,
+            helper.make_tensor("grey", TensorProto.FLOAT, [3], [GREY] * 3),
+            helper.make_tensor("last_axis", TensorProto.INT64, [1], [1]),
+        ],
+    )
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> Path:
@@ -38,7 +73,9 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def write_tiny_dense_graphs(directory: Path, stride: int = 2) -> DenseHead:
+def write_tiny_dense_graphs(
+    directory: Path, stride: int = 2, *, familiar: bool = False
+) -> DenseHead:
     """The tiny classifier split for dense inference, in ``directory``: a backbone that
     average-pools ``stride`` x ``stride`` cells ((N, H, W, 3) → (N, H / stride, W / stride, 3))
     and a head that is the classifier's softmax, so head(mean(backbone(x))) == classifier(x)."""
@@ -54,19 +91,39 @@ def write_tiny_dense_graphs(directory: Path, stride: int = 2) -> DenseHead:
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", "H", "W", 3])],
         [helper.make_tensor_value_info(dense.feature_name, TensorProto.FLOAT, ["N", "h", "w", 3])],
     )
+    nodes = [
+        helper.make_node("Mul", [dense.pooled_name, "scale"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])]
+    initializers = [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.05])]
+    if familiar:
+        nodes, outputs, initializers = _with_distance(
+            dense.pooled_name, nodes, outputs, initializers
+        )
     head = helper.make_graph(
-        [
-            helper.make_node("Mul", [dense.pooled_name, "scale"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-        ],
+        nodes,
         "tiny-head",
         [helper.make_tensor_value_info(dense.pooled_name, TensorProto.FLOAT, ["N", 3])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
-        initializer=[helper.make_tensor("scale", TensorProto.FLOAT, [], [0.05])],
+        outputs,
+        initializer=initializers,
     )
     for graph, filename in ((backbone, dense.backbone_file), (head, dense.head_file)):
         _save(graph, directory / filename)
     return dense
+
+
+def tiny_familiarity() -> Familiarity:
+    """Familiarity of the familiar tiny classifier: held-out distances spread evenly from 0
+    to 50, so an image's familiarity is ``1 - distance / 50`` (0 beyond 50)."""
+    return Familiarity(
+        method="distance of the channel means to mid-grey",
+        statistics_images=100,
+        held_out="test",
+        held_out_images=100,
+        held_out_distances=[i * 0.5 for i in range(101)],
+        flag_rate=0.02,
+    )
 
 
 def make_card(**changes: object) -> ModelCard:

@@ -15,14 +15,21 @@ from service.http.worker import Worker
 from service.repository.desired_state import ControlDir
 from service.repository.serving import serve_models
 from service.settings import Settings
-from tests.service.tiny_model import make_card, write_tiny_classifier, write_tiny_dense_graphs
+from tests.service.tiny_model import (
+    make_card,
+    tiny_familiarity,
+    write_tiny_classifier,
+    write_tiny_dense_graphs,
+)
 
 MakeClient = Callable[..., TestClient]
 ADMIN_KEY = "admin-key-of-the-tests"
 """The tests' clients send it, so model control is on; inference stays open."""
-TINY_MODELS = [("colours", "1"), ("colours", "2"), ("shades", "1")]
-DENSE_MODEL = "shades"
-"""The tiny model that also ships backbone and head graphs (``card.dense``)."""
+TINY_MODELS = [("colours", "1"), ("colours", "2"), ("shades", "1"), ("greys", "1")]
+DENSE_MODELS = ("shades", "greys")
+"""The tiny models that also ship backbone and head graphs (``card.dense``)."""
+FAMILIAR_MODEL = "greys"
+"""The tiny model with familiarity statistics: mid-grey images are familiar to it."""
 
 
 class FolderStore:
@@ -55,14 +62,17 @@ class FolderStore:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store-like folder ``NAME/VERSION/`` of verified artifacts of the tiny classifier
-    (red/green/blue): ``colours`` in versions 1 and 2, and ``shades`` with dense graphs."""
+    (red/green/blue): ``colours`` in versions 1 and 2, ``shades`` with dense graphs, and
+    ``greys`` with dense graphs and familiarity."""
     root = tmp_path_factory.mktemp("tiny-store")
     for name, version in TINY_MODELS:
         directory = root / name / version
         directory.mkdir(parents=True)
-        write_tiny_classifier(directory / ONNX_FILENAME)
-        dense = write_tiny_dense_graphs(directory) if name == DENSE_MODEL else None
-        card = make_card(name=name, version=version, dense=dense)
+        familiar = name == FAMILIAR_MODEL
+        write_tiny_classifier(directory / ONNX_FILENAME, familiar=familiar)
+        dense = write_tiny_dense_graphs(directory, familiar=familiar) if name in DENSE_MODELS else None
+        familiarity = tiny_familiarity() if familiar else None
+        card = make_card(name=name, version=version, dense=dense, familiarity=familiarity)
         card.model_copy(update={"onnx_sha256": sha256_of(directory / ONNX_FILENAME)}).save(
             directory
         )
