@@ -1,0 +1,1 @@
+"""Argos beside other Python model servers on the same model: ``python -m benchmarks.peers``."""

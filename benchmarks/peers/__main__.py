@@ -1,0 +1,189 @@
+"""Argos beside KServe's and LitServe's Python model servers, serving the same ``model.onnx``
+with the same preprocessing (Argos's own), the same layout (two workers, one onnxruntime
+thread each, batches of up to 8 after a wait of up to 2 ms where the server batches) and
+the same closed-loop load, one server at a time:
+
+    python -m benchmarks.peers [--duration 15] [--warmup 3] [--servers argos,kserve]
+
+The peers run under ``--peer-python`` (default ``.venv-peers/bin/python``, made with
+``python3.11 -m venv .venv-peers && .venv-peers/bin/pip install -e '.[peers]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from benchmarks.peers.images import default_image
+from benchmarks.peers.loadgen import Level, closed_loop
+from benchmarks.peers.proc import tree_cpu_seconds
+from benchmarks.peers.servers import (
+    NAMES,
+    Layout,
+    Model,
+    Server,
+    Top,
+    check_peer_python,
+    servers,
+)
+from benchmarks.report import table
+from harness.local_server import REPO
+from service.settings import DEFAULT_MODEL
+from training import store
+
+
+def names(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = set(chosen) - set(NAMES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown servers {sorted(unknown)}; have {NAMES}")
+    return chosen
+
+
+def counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.peers", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--servers", type=names, default=list(NAMES), help=f"comma-separated, of {NAMES}"
+    )
+    parser.add_argument(
+        "--concurrency", type=counts, default=[1, 8, 64], help="clients per level, e.g. 1,8,64"
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
+    parser.add_argument("--image", type=Path, help="default: the shared JPEG nearest 1280x720")
+    parser.add_argument("--model", default=f"{DEFAULT_MODEL}:latest", help="BentoML store tag")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=REPO / ".venv-peers/bin/python",
+        help="the interpreter of the environment with the peers extra",
+    )
+    parser.add_argument("--workers", type=int, default=Layout.workers, help="per server")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=Layout.batch_wait_ms,
+        help="longest a request waits for company, where the server batches",
+    )
+    return parser.parse_args(argv)
+
+
+def measure(
+    server: Server, model: Model, layout: Layout, image: bytes, args: argparse.Namespace
+) -> tuple[Top, list[Level]]:
+    """Start ``server``, check its answer to one request, then run each concurrency."""
+    call = server.call(image, model)
+    with server.serve(model, layout) as running:
+        reply = httpx.post(
+            running.url + call.path, content=call.body, headers=call.headers, timeout=60
+        )
+        reply.raise_for_status()
+        top = server.top(reply.json())
+        levels = []
+        for clients in args.concurrency:
+            level = asyncio.run(
+                closed_loop(
+                    running.url,
+                    call,
+                    clients,
+                    warmup_s=args.warmup,
+                    duration_s=args.duration,
+                    server_cpu=lambda: tree_cpu_seconds(running.pid),
+                )
+            )
+            print(f"  {server.name} c={clients}: {level.rps:.1f} req/s", flush=True)
+            levels.append(level)
+    return top, levels
+
+
+def detail_table(results: dict[str, list[Level]], cores: int) -> str:
+    rows = [
+        [
+            name,
+            level.clients,
+            level.rps,
+            level.errors,
+            level.percentile_ms(50),
+            level.percentile_ms(99),
+            level.server_core_ms,
+            f"{100 * level.other_share(cores):.0f}%",
+            _statuses(level),
+        ]
+        for name, levels in results.items()
+        for level in levels
+    ]
+    header = ["server", "clients", "req/s", "errors", "p50 ms", "p99 ms"]
+    header += ["server core-ms/req", "other", "replies"]
+    return table(header, rows)
+
+
+def summary_table(results: dict[str, list[Level]]) -> str:
+    """The comparison in one Markdown row per server: the first concurrency's throughput,
+    p50 and CPU per request; the middle ones' throughput and CPU; the last one's
+    throughput of 200s, errors and p99."""
+    first, *middle, last = next(iter(results.values()))
+    header = [f"{_clients(first)}: req/s, p50 ms, server core-ms/req"]
+    header += [f"{_clients(level)}: req/s, core-ms/req" for level in middle]
+    header += [f"{_clients(last)}: req/s of 200s, errors, p99 ms"]
+    lines = ["| server | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for name, (first, *middle, last) in results.items():
+        cells = [_figures(first.rps, first.percentile_ms(50), first.server_core_ms)]
+        cells += [_figures(level.rps, level.server_core_ms) for level in middle]
+        cells += [f"{_figures(last.rps)}, {last.errors}, {_figures(last.percentile_ms(99))}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _clients(level: Level) -> str:
+    return f"{level.clients} client" + ("s" if level.clients > 1 else "")
+
+
+def _figures(*values: float) -> str:
+    return ", ".join("-" if not math.isfinite(v) else f"{v:.1f}" for v in values)
+
+
+def _statuses(level: Level) -> str:
+    return " ".join(f"{status or 'none'}:{n}" for status, n in sorted(level.statuses.items()))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if len(args.concurrency) < 2:
+        raise SystemExit("--concurrency needs at least two levels, e.g. 1,64")
+    check_peer_python(args.peer_python, args.servers)
+    image_path = args.image or default_image()
+    image = image_path.read_bytes()
+    model = Model(args.model, store.load_card(args.model).name, store.artifact_path(args.model))
+    layout = Layout(workers=args.workers, batch_wait_ms=args.batch_wait_ms)
+    cores = os.cpu_count() or 1
+    print(f"{model.tag} ({model.artifact}), {image_path.name} ({len(image):,} bytes), {layout}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {cores} cores at the start")
+    chosen = servers(args.peer_python)
+    results, tops = {}, {}
+    for name in args.servers:
+        tops[name], results[name] = measure(chosen[name], model, layout, image, args)
+    print()
+    print(detail_table(results, cores))
+    print("req/s, p50, p99 and core-ms/req count 200 replies only; errors: all other replies;")
+    print("other: CPU of the rest of the machine, share of all cores (above a few %: disturbed)")
+    print(", ".join(f"{name} top-1 {top.label} {top.score:.3f}" for name, top in tops.items()))
+    if len({top.label for top in tops.values()}) > 1:
+        print("WARNING: the servers disagree on the top label")
+    print()
+    print(summary_table(results))
+
+
+if __name__ == "__main__":
+    main()
