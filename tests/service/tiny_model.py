@@ -10,7 +10,6 @@ from onnx import TensorProto, helper
 
 from service.card import DenseHead, Familiarity, ModelCard, Parity, Preprocessing
 
-
 GREY = 128.0
 """What the familiar tiny classifier was "trained" on: its distance is how far an image's
 channel means lie from mid-grey."""

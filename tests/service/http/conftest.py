@@ -26,10 +26,10 @@ MakeClient = Callable[..., TestClient]
 ADMIN_KEY = "admin-key-of-the-tests"
 """The tests' clients send it, so model control is on; inference stays open."""
 TINY_MODELS = [("colours", "1"), ("colours", "2"), ("shades", "1"), ("greys", "1")]
-DENSE_MODELS = ("shades", "greys")
-"""The tiny models that also ship backbone and head graphs (``card.dense``)."""
+DENSE_MODEL = "shades"
+"""A tiny model that also ships backbone and head graphs (``card.dense``)."""
 FAMILIAR_MODEL = "greys"
-"""The tiny model with familiarity statistics: mid-grey images are familiar to it."""
+"""The tiny model with familiarity statistics (and dense graphs): mid-grey is familiar."""
 
 
 class FolderStore:
@@ -70,7 +70,8 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         directory.mkdir(parents=True)
         familiar = name == FAMILIAR_MODEL
         write_tiny_classifier(directory / ONNX_FILENAME, familiar=familiar)
-        dense = write_tiny_dense_graphs(directory, familiar=familiar) if name in DENSE_MODELS else None
+        with_dense = name in (DENSE_MODEL, FAMILIAR_MODEL)
+        dense = write_tiny_dense_graphs(directory, familiar=familiar) if with_dense else None
         familiarity = tiny_familiarity() if familiar else None
         card = make_card(name=name, version=version, dense=dense, familiarity=familiarity)
         card.model_copy(update={"onnx_sha256": sha256_of(directory / ONNX_FILENAME)}).save(
