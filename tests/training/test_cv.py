@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.card import ModelCard
 from training.cli import main
 from training.config import load_config
 from training.cv import card_summary
@@ -84,6 +85,16 @@ def test_cv_command_tests_every_image_once_and_logs_one_line_per_epoch(
     with (run_dir / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(row["file"] for row in rows) == sorted(str(p) for p in data.glob("*/*.png"))
+    assert sorted(row["fold"] for row in rows) == ["1"] * 8 + ["2"] * 8
+    calibration = report["calibration"]
+    assert calibration["images"] == 16 and calibration["temperature"] > 0
+    assert [fold["fold"] for fold in calibration["per_fold"]] == [1, 2]
+    familiarity = report["familiarity"]
+    assert familiarity["held_out_images"] == 16 and len(familiarity["held_out_distances"]) == 101
+    for fold in (1, 2):
+        card = ModelCard.load(run_dir / f"fold-{fold}" / "model")
+        tested = {row["file"] for row in rows if row["fold"] == str(fold)}
+        assert set(card.training["test_files"]) == tested and card.parity.top1_agreement == 1
     for name in ("cv.png", "confusion_matrix.png", "errors.png"):
         with Image.open(run_dir / name) as image:
             assert image.format == "PNG"

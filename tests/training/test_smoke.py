@@ -100,6 +100,11 @@ def test_train_export_register_and_serve(
     assert store.exists(card.tag)
     graph = onnx.load(str(run_dir / "model.onnx")).graph
     assert not [n.name for n in graph.node if "random" in (n.name + n.op_type).lower()]
+    assert [output.name for output in graph.output] == ["probabilities", "distance"]
+    familiarity = card.familiarity
+    assert familiarity is not None and familiarity.held_out_images == 4  # the test split
+    assert familiarity.statistics_images == 20 and len(familiarity.held_out_distances) == 101
+    assert card.calibration is None, "calibration needs a cross-validation of the recipe"
 
     photo = io.BytesIO()
     shape_image("ellipse", np.random.default_rng(1)).save(photo, format="PNG")
@@ -119,3 +124,4 @@ def test_train_export_register_and_serve(
     body = reply.json()
     assert body["model"] == {"name": model_name, "version": card.version}
     assert {p["label"] for p in body["predictions"]} == {"circle", "square"}
+    assert 0 <= body["familiarity"] <= 1 and isinstance(body["unknown"], bool)
