@@ -67,12 +67,26 @@ class Detection(_Reply):
     box: tuple[float, float, float, float]
 
 
+class Explanation(_Reply):
+    """Where the image shows the top label: per-cell scores over `box` (image pixels)."""
+
+    label: str
+    index: int
+    grid: list[list[float]]
+    box: tuple[float, float, float, float]
+
+
 class ClassifyResult(_Reply):
-    """Reply of `POST /classify`; `groups` is None unless groups were requested."""
+    """Reply of `POST /classify`; `groups` is None unless groups were requested;
+    `familiarity` and `unknown` come from models with familiarity statistics;
+    `explanation` only when asked for."""
 
     model: ModelInfo
     predictions: list[Prediction]
     groups: list[GroupScore] | None = None
+    familiarity: float | None = None
+    unknown: bool | None = None
+    explanation: Explanation | None = None
     timing_ms: dict[str, float] = {}
 
 
@@ -92,6 +106,8 @@ class ModelCard(_Reply):
     version: str
     labels: list[str]
     label_groups: dict[str, list[int]] = {}
+    dense: dict[str, Any] | None = None
+    familiarity: dict[str, Any] | None = None
 
 
 class ArgosClient:
@@ -119,11 +135,16 @@ class ArgosClient:
         )
 
     def classify(
-        self, image: bytes | Path, top_k: int | None = None, groups: bool = True
+        self,
+        image: bytes | Path,
+        top_k: int | None = None,
+        groups: bool = True,
+        explain: bool = False,
     ) -> ClassifyResult:
-        """Top-k labels (and label-group scores when `groups`) for one image; `top_k`
-        defaults to the server's."""
+        """Top-k labels (and label-group scores when `groups`, the top label's map when
+        `explain`) for one image; `top_k` defaults to the server's."""
         params = {"groups": groups} | ({"top_k": top_k} if top_k is not None else {})
+        params |= {"explain": True} if explain else {}
         reply = self._post("/classify", image, params)
         return _parse(ClassifyResult, reply)
 

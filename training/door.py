@@ -17,7 +17,7 @@ import numpy as np
 
 from clients.http import ClassifyResult, GroupScore, ModelInfo, Prediction
 from clients.petdoor.logic import DoorLogic
-from clients.petdoor.policy import Policy, frame_scores, judge
+from clients.petdoor.policy import Policy, frame_verdict
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
 from service.inference.sessions import OnnxModel
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
@@ -38,8 +38,18 @@ class ClassOutcome:
         return len(self.admitted) / self.images if self.images else 0.0
 
 
-def classify_reply(probabilities: np.ndarray, card: ModelCard, k: int) -> ClassifyResult:
-    """The ``/classify?groups=true`` reply the service gives for one image's probabilities."""
+def classify_reply(
+    probabilities: np.ndarray, card: ModelCard, k: int, distance: float | None = None
+) -> ClassifyResult:
+    """The ``/classify?groups=true`` reply the service gives for one image's probabilities
+    (and familiarity distance, for a model with familiarity statistics)."""
+    familiar = {}
+    if card.familiarity is not None and distance is not None:
+        familiarity = card.familiarity.familiarity(np.array([distance]))
+        familiar = {
+            "familiarity": round(float(familiarity[0]), 4),
+            "unknown": bool(card.familiarity.is_unknown(familiarity)[0]),
+        }
     return ClassifyResult(
         model=ModelInfo(name=card.name, version=card.version),
         predictions=[
@@ -47,18 +57,30 @@ def classify_reply(probabilities: np.ndarray, card: ModelCard, k: int) -> Classi
             for p in top_k(probabilities, card.labels, k)
         ],
         groups=[GroupScore(name=g.name, score=g.score) for g in group_scores(probabilities, card)],
+        **familiar,
     )
 
 
-def opens_door(probabilities: np.ndarray, card: ModelCard, policy: Policy) -> bool:
-    """Whether one frame with these probabilities leaves a fresh door open."""
+def opens_door(
+    probabilities: np.ndarray, card: ModelCard, policy: Policy, distance: float | None = None
+) -> bool:
+    """Whether one frame with these probabilities (and distance) leaves a fresh door open."""
     k = policy.top_k or DEFAULT_TOP_K  # what the server lists when the policy asks for none
-    verdict = judge(policy, frame_scores(classify_reply(probabilities, card, k)))
+    verdict = frame_verdict(policy, classify_reply(probabilities, card, k, distance))
     return DoorLogic(policy, clock=lambda: 0.0).observe(verdict).state == "open"
 
 
-def predict_files(model_dir: Path, files: Iterable[Path]) -> tuple[np.ndarray, list[str]]:
-    """Probabilities of every readable file (preprocessed as the card says), and the files."""
+@dataclass(frozen=True)
+class Predicted:
+    """What the classifier graph says about every readable file of a list."""
+
+    files: list[str]
+    probabilities: np.ndarray
+    distances: list[float | None]
+
+
+def predict_files(model_dir: Path, files: Iterable[Path]) -> Predicted:
+    """Scores of every readable file (preprocessed as the card says)."""
     card = verify_artifact(model_dir)
     model = OnnxModel.load(Path(model_dir) / ONNX_FILENAME)
     pixels, read = [], []
@@ -68,21 +90,38 @@ def predict_files(model_dir: Path, files: Iterable[Path]) -> tuple[np.ndarray, l
             pixels.append(image)
             read.append(str(path))
     if not pixels:
-        return np.zeros((0, len(card.labels)), np.float32), read
-    return model.run_chunked(np.stack(pixels), BATCH), read
+        return Predicted(read, np.zeros((0, len(card.labels)), np.float32), [])
+    outputs = [card.preprocessing.output_name]
+    if card.familiarity is not None:
+        outputs.append(card.familiarity.output_name)
+    batch = np.stack(pixels)
+    parts = [model.run_outputs(batch[i : i + BATCH], outputs) for i in range(0, len(batch), BATCH)]
+    probabilities = np.concatenate([part[0] for part in parts])
+    if card.familiarity is None:
+        return Predicted(read, probabilities, [None] * len(read))
+    distances = np.concatenate([part[1] for part in parts])
+    return Predicted(read, probabilities, [float(d) for d in distances])
+
+
+def admitted_files(model_dir: Path, policy: Policy, files: Iterable[Path]) -> ClassOutcome:
+    """Which of ``files`` open a fresh door, each as a single frame."""
+    card = verify_artifact(model_dir)
+    predicted = predict_files(model_dir, files)
+    admitted = [
+        file
+        for file, p, d in zip(
+            predicted.files, predicted.probabilities, predicted.distances, strict=True
+        )
+        if opens_door(p, card, policy, d)
+    ]
+    return ClassOutcome(len(predicted.files), admitted)
 
 
 def door_outcomes(model_dir: Path, policy: Policy, data: Path) -> dict[str, ClassOutcome]:
     """For each class folder of ``data``: its readable images and those that open the door."""
-    card = verify_artifact(model_dir)
-    outcomes = {}
-    for name, files in list_classes(data).items():
-        probabilities, read = predict_files(model_dir, files)
-        admitted = [
-            f for f, p in zip(read, probabilities, strict=True) if opens_door(p, card, policy)
-        ]
-        outcomes[name] = ClassOutcome(len(read), admitted)
-    return outcomes
+    return {
+        name: admitted_files(model_dir, policy, files) for name, files in list_classes(data).items()
+    }
 
 
 def outcomes_from_predictions(

@@ -14,7 +14,7 @@ from clients.http import ArgosClient, ArgosClientError
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.door import PetDoor
 from clients.petdoor.drivers import CommandDriver, DoorDriver, HttpRelayDriver, LogDriver
-from clients.petdoor.policy import PolicyError, check_names, load_policy
+from clients.petdoor.policy import PolicyError, check_model, load_policy
 from clients.petdoor.retry import Backoff
 from clients.petdoor.sources import FileSource, FolderSource, FrameSource, SnapshotSource
 
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with ArgosClient(args.url, timeout=args.timeout, model=args.model, api_key=api_key) as client:
         try:
-            check_names(policy, client.model_card())
+            check_model(policy, client.model_card())
         except PolicyError as exc:
             print(f"argos-petdoor: {exc}", file=sys.stderr)
             return 2

@@ -12,7 +12,7 @@ from clients.http import ArgosClient, ArgosClientError, ClassifyResult, DetectRe
 from clients.petdoor.audit import AuditLog
 from clients.petdoor.drivers import DoorDriver
 from clients.petdoor.logic import Decision, DoorLogic, DoorState
-from clients.petdoor.policy import Policy, PolicyError, check_names, frame_scores, judge
+from clients.petdoor.policy import Policy, PolicyError, check_model, frame_verdict
 from clients.petdoor.retry import Backoff, with_retries
 from clients.petdoor.sources import Frame, FrameSource
 
@@ -83,7 +83,7 @@ class PetDoor:
             if failure is not None or analysis is None:
                 decision = self.logic.fail(failure or "no analysis")
             else:
-                decision = self.logic.observe(judge(self.policy, frame_scores(*analysis)))
+                decision = self.logic.observe(frame_verdict(self.policy, *analysis))
             return self._settle(decision, frame.name, analysis)
 
     def tick(self) -> Decision:
@@ -150,7 +150,9 @@ class PetDoor:
         top_k = self.policy.top_k and min(self.policy.top_k, len(card.labels))
         want_groups = bool(card.label_groups)
         result = with_retries(
-            lambda: self.client.classify(data, top_k=top_k, groups=want_groups),
+            lambda: self.client.classify(
+                data, top_k=top_k, groups=want_groups, explain=self.policy.explain
+            ),
             self._backoff,
             self._sleep,
         )
@@ -167,7 +169,7 @@ class PetDoor:
     def _model_card(self) -> ModelCard:
         if self._card is None:
             card = with_retries(self.client.model_card, self._backoff, self._sleep)
-            check_names(self.policy, card)
+            check_model(self.policy, card)
             self._card = card
         return self._card
 
@@ -232,6 +234,10 @@ def _record(
         record["top"] = [{"label": p.label, "score": round(p.score, 4)} for p in result.predictions]
         groups = sorted(result.groups or [], key=lambda g: g.score, reverse=True)[:3]
         record["groups"] = [{"name": g.name, "score": round(g.score, 4)} for g in groups]
+        if result.unknown is not None:
+            record["familiarity"], record["unknown"] = result.familiarity, result.unknown
+        if result.explanation is not None:
+            record["explanation"] = result.explanation.model_dump(mode="json")
         if detections is not None:
             record["detections"] = [
                 {"label": d.label, "score": round(d.score, 4), "box": list(d.box)}

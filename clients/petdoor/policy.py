@@ -34,6 +34,7 @@ class Policy(BaseModel):
     top_k: int | None = Field(None, ge=1)
     use_detect: bool = False
     detect_params: dict[str, DetectParam] = {}
+    explain: bool = False
 
     @field_validator("allow", "deny")
     @classmethod
@@ -73,6 +74,16 @@ def load_policy(path: Path) -> Policy:
 
 
 _LABELS_LISTED = 30
+
+
+def check_model(policy: Policy, card: ModelCard) -> None:
+    """Raise `PolicyError` when the policy asks for what the model cannot give."""
+    check_names(policy, card)
+    if policy.explain and card.dense is None:
+        raise PolicyError(
+            f"explain: true needs a model with backbone and head graphs; {card.name} "
+            f"{card.version} has none: set explain: false or serve such a model"
+        )
 
 
 def check_names(policy: Policy, card: ModelCard) -> None:
@@ -132,3 +143,19 @@ def judge(policy: Policy, scores: dict[str, float]) -> Verdict:
     return Verdict(
         "none", "low_confidence", f"best allowed {name} {score:.2f} < {policy.min_score:.2f}"
     )
+
+
+def frame_verdict(
+    policy: Policy, result: ClassifyResult, detections: DetectResult | None = None
+) -> Verdict:
+    """The verdict of one analysed frame. A frame the model answers ``unknown`` (unlike
+    anything it was trained on) is never allowed, whatever its scores: its labels are only
+    the nearest the model knows. A denied name still shuts the door."""
+    verdict = judge(policy, frame_scores(result, detections))
+    if result.unknown and verdict.kind != "deny":
+        return Verdict(
+            "none",
+            "unknown",
+            f"unlike anything the model was trained on (familiarity {result.familiarity:.2f})",
+        )
+    return verdict

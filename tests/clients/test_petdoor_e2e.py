@@ -194,3 +194,20 @@ def test_service_down_keeps_the_door_closed(shared_dir: Path, tmp_path: Path) ->
     assert waits == [0.5, 1.0]
     assert door.door_state == "closed"
     assert "door open" not in printed.getvalue()
+
+
+def test_an_explaining_door_keeps_the_map_beside_its_decision(
+    argos_url: str, shared_dir: Path, tmp_path: Path
+) -> None:
+    image = shared_dir / "data" / "pets" / "dog" / DOGS[0]
+    audit_path = tmp_path / "audit.jsonl"
+    policy = PETS_POLICY.model_copy(update={"explain": True})
+
+    decision = decide(argos_url, policy, image, AuditLog(audit_path))
+
+    assert decision.state == "open"
+    record = json.loads(audit_path.read_text())
+    explanation = record["explanation"]
+    assert explanation["label"] == record["top"][0]["label"]
+    assert len(explanation["grid"]) == 7 and all(len(row) == 7 for row in explanation["grid"])
+    assert "unknown" not in record, "the ImageNet model has no familiarity statistics"

@@ -10,8 +10,10 @@ from clients.http import ClassifyResult, ModelCard
 from clients.petdoor.policy import (
     Policy,
     PolicyError,
+    check_model,
     check_names,
     frame_scores,
+    frame_verdict,
     judge,
     load_policy,
 )
@@ -125,3 +127,32 @@ def test_names_the_model_lacks_are_refused_with_its_groups_and_closest_labels() 
     message = str(refused.value)
     assert "model m 2 has no label or group named taby; its groups are cat" in message
     assert "42 labels (closest: tabby; GET /model lists them all)" in message
+
+
+def test_an_unknown_frame_is_never_allowed_and_says_why() -> None:
+    policy = Policy(allow=["dog"], deny=["cat"], min_score=0.5)
+    sure_dog = classify_result({"beagle": 0.97}, {"dog": 0.99, "cat": 0.01})
+    unknown = sure_dog.model_copy(update={"familiarity": 0.0, "unknown": True})
+    familiar = sure_dog.model_copy(update={"familiarity": 0.4, "unknown": False})
+
+    assert frame_verdict(policy, familiar).kind == "allow"
+    verdict = frame_verdict(policy, unknown)
+    assert (verdict.kind, verdict.code) == ("none", "unknown")
+    assert "familiarity 0.00" in verdict.detail
+
+
+def test_a_denied_name_still_shuts_the_door_on_an_unknown_frame() -> None:
+    policy = Policy(allow=["dog"], deny=["cat"], deny_score=0.3)
+    result = classify_result({"tabby": 0.9}, {"dog": 0.05, "cat": 0.9})
+    unknown = result.model_copy(update={"familiarity": 0.01, "unknown": True})
+
+    assert frame_verdict(policy, unknown).code == "forced_shut"
+
+
+def test_explain_needs_a_model_with_backbone_and_head_graphs() -> None:
+    card = ModelCard(name="pets", version="1", labels=["cat", "dog"])
+    policy = Policy(allow=["dog"], explain=True)
+
+    with pytest.raises(PolicyError, match="explain: true needs a model with backbone and head"):
+        check_model(policy, card)
+    check_model(policy, card.model_copy(update={"dense": {"stride": 32}}))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from clients.petdoor.policy import Policy
 from service.card import ModelCard, Preprocessing
-from training.door import classify_reply, opens_door, outcomes_from_predictions
+from tests.service.tiny_model import tiny_familiarity
+from training import store
+from training.door import admitted_files, classify_reply, opens_door, outcomes_from_predictions
 
 LABELS = ["beagle", "pug", "tabby", "lynx", "toaster"]
 CARD = ModelCard(
@@ -55,3 +58,31 @@ def test_predictions_file_is_judged_image_by_image(tmp_path: Path) -> None:
         "beagle": (2, ["d1.jpg"]),
         "tabby": (2, ["c2.jpg"]),
     }
+
+
+def test_an_unknown_frame_never_opens_the_door() -> None:
+    card = CARD.model_copy(update={"familiarity": tiny_familiarity()})
+    dog = np.array([0.5, 0.45, 0.0, 0.0, 0.05])
+
+    assert opens_door(dog, card, POLICY, distance=10.0)  # familiarity 0.8
+    assert not opens_door(dog, card, POLICY, distance=60.0)  # beyond every held-out image
+    reply = classify_reply(dog, card, k=2, distance=60.0)
+    assert (reply.familiarity, reply.unknown) == (0.0, True)
+
+
+def other_things(shared_dir: Path) -> list[Path]:
+    """The shared ImageNet photos that are neither dogs nor cats (all but 151-293)."""
+    files = sorted((shared_dir / "data" / "imagenet_samples").iterdir())
+    return files[:151] + files[294:]
+
+
+@pytest.mark.slow
+def test_the_doggy_door_opens_for_none_of_a_thousand_other_things(
+    doggy_door_model: str, shared_dir: Path
+) -> None:
+    policy = Policy(allow=["bo"], min_score=0.5, debounce_frames=1)
+    outcome = admitted_files(
+        store.artifact_path(doggy_door_model), policy, other_things(shared_dir)
+    )
+
+    assert outcome.images == 857 and outcome.admitted == []
