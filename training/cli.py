@@ -150,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="predictions.csv of a cross-validation of --model's recipe: out-of-fold "
         "probabilities instead of running the model",
     )
+    source.add_argument(
+        "--others",
+        type=Path,
+        help="flat folder of photos of none of the model's classes: how many open the door, "
+        "and how many the model answers unknown",
+    )
+    door.add_argument(
+        "--skip",
+        help="with --others: positions in sorted file order to leave out, e.g. 151-293 "
+        "(ImageNet's dogs, wolves, foxes and cats in ../shared/data/imagenet_samples)",
+    )
 
     quantize = commands.add_parser(
         "quantize",
@@ -288,7 +299,8 @@ def _door_eval(args: argparse.Namespace) -> int:
     from service.card import verify_artifact
     from service.settings import DEFAULT_MODEL
     from training import store
-    from training.door import door_outcomes, outcomes_from_predictions
+    from training.data import skip_positions
+    from training.door import admitted_files, door_outcomes, outcomes_from_predictions
 
     model = args.model or f"{DEFAULT_MODEL}:latest"
     model_dir = Path(model) if Path(model).is_dir() else store.artifact_path(model)
@@ -296,11 +308,20 @@ def _door_eval(args: argparse.Namespace) -> int:
     print(f"{model_dir}, {args.policy.name}, debounce_frames {policy.debounce_frames}:")
     if args.predictions is not None:
         outcomes = outcomes_from_predictions(args.predictions, verify_artifact(model_dir), policy)
+    elif args.others is not None:
+        files = [path for path in sorted(args.others.iterdir()) if path.is_file()]
+        skipped = skip_positions(args.skip)
+        kept = [path for position, path in enumerate(files) if position not in skipped]
+        outcomes = {args.others.name: admitted_files(model_dir, policy, kept)}
     else:
         outcomes = door_outcomes(model_dir, policy, args.data)
     for name, outcome in outcomes.items():
         admitted = len(outcome.admitted)
-        print(f"  {name}: {admitted}/{outcome.images} open the door ({outcome.rate:.1%})")
+        line = f"  {name}: {admitted}/{outcome.images} open the door ({outcome.rate:.1%})"
+        if outcome.unknown:
+            share = len(outcome.unknown) / outcome.images
+            line += f"; {len(outcome.unknown)} answered unknown ({share:.1%})"
+        print(line)
     return 0
 
 

@@ -142,6 +142,15 @@ def read_folder(root: Path, spec: Preprocessing) -> LabelledImages:
     return LabelledImages(Path(root), classes, all_images, all_labels, files, skipped)
 
 
+def skip_positions(skip: str | None) -> set[int]:
+    """``"151-293,7"`` → the positions it names."""
+    positions: set[int] = set()
+    for part in filter(None, (skip or "").split(",")):
+        first, _, last = part.partition("-")
+        positions.update(range(int(first), int(last or first) + 1))
+    return positions
+
+
 def read_unknown(root: Path, spec: Preprocessing, skip: str | None = None) -> Split:
     """Photos of none of the model's classes (a flat folder), to measure "unknown".
 
@@ -149,10 +158,7 @@ def read_unknown(root: Path, spec: Preprocessing, skip: str | None = None) -> Sp
     ImageNet sample photos of dogs, wolves, foxes and cats, for a cat/dog model.
     """
     files = sorted(path for path in Path(root).iterdir() if path.is_file())
-    left_out = set()
-    for part in filter(None, (skip or "").split(",")):
-        first, _, last = part.partition("-")
-        left_out.update(range(int(first), int(last or first) + 1))
+    left_out = skip_positions(skip)
     kept = [path for position, path in enumerate(files) if position not in left_out]
     pairs = [(pixels, str(path)) for path in kept if (pixels := read_image(path, spec)) is not None]
     if not pairs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from service.card import ONNX_FILENAME, ModelCard, verify_artifact
 from service.inference.sessions import OnnxModel
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 from training.data import list_classes, read_image
+from training.temperature import rescale
 
 BATCH = 32
 
@@ -32,6 +33,8 @@ class ClassOutcome:
 
     images: int
     admitted: list[str]
+    unknown: list[str] = field(default_factory=list)
+    """Images the model answers unknown (for models with familiarity statistics)."""
 
     @property
     def rate(self) -> float:
@@ -107,14 +110,16 @@ def admitted_files(model_dir: Path, policy: Policy, files: Iterable[Path]) -> Cl
     """Which of ``files`` open a fresh door, each as a single frame."""
     card = verify_artifact(model_dir)
     predicted = predict_files(model_dir, files)
-    admitted = [
-        file
-        for file, p, d in zip(
-            predicted.files, predicted.probabilities, predicted.distances, strict=True
-        )
-        if opens_door(p, card, policy, d)
-    ]
-    return ClassOutcome(len(predicted.files), admitted)
+    admitted, unknown = [], []
+    k = policy.top_k or DEFAULT_TOP_K
+    for file, p, d in zip(
+        predicted.files, predicted.probabilities, predicted.distances, strict=True
+    ):
+        if opens_door(p, card, policy, d):
+            admitted.append(file)
+        if classify_reply(p, card, k, d).unknown:
+            unknown.append(file)
+    return ClassOutcome(len(predicted.files), admitted, unknown)
 
 
 def door_outcomes(model_dir: Path, policy: Policy, data: Path) -> dict[str, ClassOutcome]:
@@ -128,12 +133,16 @@ def outcomes_from_predictions(
     path: Path, card: ModelCard, policy: Policy
 ) -> dict[str, ClassOutcome]:
     """The same count from a cross-validation's ``predictions.csv``: every image judged by
-    the probabilities of a model that never saw it (``card`` gives labels and groups)."""
+    the probabilities of a model that never saw it (``card`` gives labels and groups, and
+    the temperature its served scores are calibrated with)."""
     admitted: dict[str, list[str]] = {}
     images: dict[str, int] = {}
     with Path(path).open(newline="") as handle:
         for row in csv.DictReader(handle):
-            probabilities = np.array([float(row[label]) for label in card.labels])
+            probabilities = np.array([[float(row[label]) for label in card.labels]])
+            if card.calibration is not None:
+                probabilities = rescale(probabilities, card.calibration.temperature)
+            probabilities = probabilities[0]
             images[row["label"]] = images.get(row["label"], 0) + 1
             opened = admitted.setdefault(row["label"], [])
             if opens_door(probabilities, card, policy):

@@ -16,6 +16,7 @@ from playwright.sync_api import Locator, Page, expect
 from tests.conftest import argos_server
 
 pytestmark = pytest.mark.integration
+BO_PHOTO = "bo_1.jpg"
 
 
 def open_page(page: Page, argos_url: str) -> None:
@@ -45,6 +46,27 @@ def test_a_chosen_photo_is_classified(page: Page, argos_url: str, images: Path) 
     expect(page.locator("#photo")).to_have_js_property("complete", True)
     expect(page.locator("#timing")).to_contain_text("inference")
     expect(page.locator("#error")).to_be_hidden()
+
+
+def test_a_trained_model_says_when_a_photo_is_unlike_its_training_images(
+    page: Page, doggy_door_url: str, images: Path, shared_dir: Path
+) -> None:
+    open_page(page, doggy_door_url)
+    page.set_input_files("#file", images / "parrot.jpg")
+    expect(page.locator("#familiarity")).to_have_class("unknown")
+    expect(page.locator("#familiarity")).to_contain_text("Unknown: unlike anything")
+    page.set_input_files("#file", shared_dir / "data" / "doggy_door" / "bo" / BO_PHOTO)
+    expect(page.locator("#familiarity")).to_have_class("muted")
+    expect(page.locator("#familiarity")).to_contain_text("looks like the model's training")
+
+
+def test_the_imagenet_model_says_nothing_about_familiarity(
+    page: Page, argos_url: str, images: Path
+) -> None:
+    open_page(page, argos_url)
+    page.set_input_files("#file", images / "parrot.jpg")
+    expect(page.locator("#predictions .label").first).to_have_text("macaw")
+    expect(page.locator("#familiarity")).to_be_hidden()
 
 
 def test_find_objects_draws_a_box_over_each_dog(page: Page, argos_url: str, images: Path) -> None:

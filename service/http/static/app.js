@@ -97,6 +97,19 @@ function fillBars(list, rows) {
   );
 }
 
+/** A trained model says how familiar the photo looks to it, and when it is unknown. */
+function describeFamiliarity(result) {
+  const line = $("familiarity");
+  line.hidden = result.familiarity === undefined;
+  if (line.hidden) return;
+  const share = `${(result.familiarity * 100).toFixed(0)} %`;
+  line.className = result.unknown ? "unknown" : "muted";
+  line.textContent = result.unknown
+    ? `Unknown: unlike anything this model was trained on (familiarity ${share}); ` +
+      "the labels below are only the nearest it knows."
+    : `Familiarity ${share}: this photo looks like the model's training images.`;
+}
+
 function describeTiming(timing, roundTripMs) {
   const parts = ["preprocess", "inference", "total"].map((key) => `${key} ${timing[key]} ms`);
   return `Server: ${parts.join(" · ")}; round trip ${roundTripMs.toFixed(0)} ms`;
@@ -120,6 +133,7 @@ async function classify() {
     const { reply, roundTripMs } = await send("classify", params, photo);
     const result = await reply.json();
     await drawMap(result.explanation);
+    describeFamiliarity(result);
     fillBars(
       $("predictions"),
       result.predictions.map((p) => ({ name: p.label, score: p.score })),
