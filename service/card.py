@@ -137,7 +137,7 @@ class Familiarity(_Frozen):
 
     output_name: str = "distance"
     method: str
-    statistics_images: int = Field(ge=1, description="training images the statistics come from")
+    training_images: int = Field(ge=1, description="training images the graph compares with")
     held_out: str = Field(description="where the held-out distances come from")
     held_out_images: int = Field(ge=1)
     held_out_distances: list[float] = Field(

@@ -9,7 +9,7 @@ Wilson interval narrow enough to compare recipes (about ±0.5 points on 2,000 im
 
 The same held-out predictions judge how far the scores can be trusted: a temperature is
 fitted on them (calibration), and each fold's test images get their familiarity distance
-from statistics of that fold's training images, which sets the threshold of "unknown" at
+to that fold's training images, which sets the threshold of "unknown" at
 ``unknown_rate`` of real images; photos of other things (``unknown_images``) measure how
 many of them it catches. Each fold's model is also exported (``fold-<k>/model``), so that
 a variant of the recipe (a quantized one) can be judged on the same folds.
@@ -42,7 +42,7 @@ from training.data import (
 )
 from training.evaluate import classification_metrics, misclassified, wilson_interval
 from training.export import export
-from training.familiarity import ClassStatistics, distance_quantiles, flagged, pooled_features
+from training.familiarity import METHOD, FeatureBank, distance_quantiles, flagged, pooled_features
 from training.model import Classifier
 from training.plots import confusion_matrix_png, cross_validation_png, errors_png
 from training.temperature import calibration_report
@@ -139,11 +139,11 @@ def cross_validate(
         if config.test_time_flip:
             single_view[test] = predict(fitted.classifier.model, folder.test, config.batch_size)
         fold_of[test] = fold
-        statistics = _fold_statistics(fitted.classifier, data.take(rest), config.batch_size)
-        distances[test] = _distances(fitted.classifier, statistics, folder.test, config.batch_size)
+        bank = _fold_bank(fitted.classifier, data.take(rest), config.batch_size)
+        distances[test] = _distances(fitted.classifier, bank, folder.test, config.batch_size)
         if unknown is not None:
             unknown_distances.append(
-                _distances(fitted.classifier, statistics, unknown, config.batch_size)
+                _distances(fitted.classifier, bank, unknown, config.batch_size)
             )
         _export_fold(fitted.classifier, config, data.classes, folder.test, fold, fold_dir)
         metrics = classification_metrics(probabilities[test], folder.test.labels, data.classes)
@@ -202,16 +202,15 @@ def cross_validate(
     return CrossValidation(report, out_dir)
 
 
-def _fold_statistics(classifier: Classifier, train: Split, batch_size: int) -> ClassStatistics:
-    """Familiarity statistics of a fold's model on the images it trained on."""
-    features = pooled_features(classifier.features, train, batch_size)
-    return ClassStatistics.fit(features, train.labels)
+def _fold_bank(classifier: Classifier, train: Split, batch_size: int) -> FeatureBank:
+    """The features of the images a fold's model trained on."""
+    return FeatureBank.fit(pooled_features(classifier.features, train, batch_size))
 
 
 def _distances(
-    classifier: Classifier, statistics: ClassStatistics, split: Split, batch_size: int
+    classifier: Classifier, bank: FeatureBank, split: Split, batch_size: int
 ) -> np.ndarray:
-    return statistics.distances(pooled_features(classifier.features, split, batch_size))
+    return bank.distances(pooled_features(classifier.features, split, batch_size))
 
 
 def _familiarity_report(
@@ -230,8 +229,7 @@ def _familiarity_report(
             row["unknown_images_flagged"] = flagged(unknown_distances[index], threshold)
         per_fold.append(row)
     report: dict[str, object] = {
-        "method": "Mahalanobis distance of the pooled features to the nearest class mean "
-        "(shared covariance, Ledoit-Wolf shrinkage), statistics of each fold's training images",
+        "method": f"{METHOD}, each fold's training images",
         "unknown_rate": config.unknown_rate,
         "threshold": round(threshold, 4),
         "held_out_images": len(held_out),

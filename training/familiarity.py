@@ -1,12 +1,12 @@
 """Familiarity: how far an image's features lie from everything the model was trained on.
 
-A classifier answers one of its labels for any image. The pooled backbone features of the
-training images of each class form a cloud; an image whose features lie far from every
-class's cloud is unlike the training data, whatever label wins the softmax. The distance
-is the Mahalanobis distance to the nearest class mean under the classes' shared
-covariance (Lee et al., 2018), shrunk towards a multiple of the identity (Ledoit and Wolf,
-2004) because 1,280 channels are many for a few thousand images. It is computed inside
-the exported graph, as a second output beside the probabilities.
+A classifier answers one of its labels for any image. The pooled backbone features of its
+training images say what it has seen; an image whose features lie far from all of them is
+unlike the training data, whatever label wins the softmax. The distance is the cosine
+distance to the ``k``-th nearest training image (Sun et al., 2022: deep nearest
+neighbours), which needs no assumption about the shape of each class's cloud. It is
+computed inside the exported graph, as a second output beside the probabilities, from
+the training images' normalised features stored in the graph.
 """
 
 from __future__ import annotations
@@ -20,101 +20,69 @@ from training.data import Split, evaluation_pipeline
 from training.model import Classifier
 
 DISTANCE_OUTPUT = "distance"
+NEIGHBOURS = 10
+"""Which nearest training image the distance is measured to."""
 QUANTILES = 101
 """Held-out distances are stored as their 0th, 1st, ..., 100th percentiles."""
+METHOD = f"cosine distance of the pooled features to the {NEIGHBOURS}th nearest training image"
 
 
 @dataclass(frozen=True)
-class ClassStatistics:
-    """Per-class means and the whitening of the shared within-class covariance.
+class FeatureBank:
+    """The unit-length pooled features of every training image."""
 
-    ``distance(x) = min_k |(x - centre) @ whitening - whitened_means[k]|``.
-    """
-
-    centre: np.ndarray
-    """(C,) mean of the class means, subtracted before whitening (float32 precision)."""
-    whitening: np.ndarray
-    """(C, C): ``x @ whitening`` has identity covariance within each class."""
-    whitened_means: np.ndarray
-    """(K, C) class means after centring and whitening."""
-    shrinkage: float
-    images: int
+    features: np.ndarray
+    """(M, C) float32, each row of length 1."""
+    neighbours: int = NEIGHBOURS
 
     @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray) -> ClassStatistics:
-        """Statistics of (N, C) pooled features with class indices (N,)."""
-        features = features.astype(np.float64)
-        classes = np.unique(labels)
-        means = np.stack([features[labels == k].mean(axis=0) for k in classes])
-        within = features - means[np.searchsorted(classes, labels)]
-        covariance, shrinkage = _ledoit_wolf(within)
-        values, vectors = np.linalg.eigh(covariance)
-        whitening = vectors / np.sqrt(np.maximum(values, 1e-12))
-        centre = means.mean(axis=0)
-        return cls(
-            centre=centre.astype(np.float32),
-            whitening=whitening.astype(np.float32),
-            whitened_means=((means - centre) @ whitening).astype(np.float32),
-            shrinkage=float(shrinkage),
-            images=len(labels),
-        )
+    def fit(cls, features: np.ndarray, neighbours: int = NEIGHBOURS) -> FeatureBank:
+        """The bank of (M, C) pooled training features."""
+        if len(features) < neighbours:
+            raise ValueError(
+                f"familiarity needs at least {neighbours} training images, got {len(features)}"
+            )
+        return cls(_unit(features.astype(np.float64)).astype(np.float32), neighbours)
+
+    @property
+    def images(self) -> int:
+        return len(self.features)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """(N,) distance of each feature row to its nearest class mean."""
-        whitened = (features.astype(np.float64) - self.centre) @ self.whitening
-        gaps = whitened[:, np.newaxis, :] - self.whitened_means[np.newaxis]
-        return np.sqrt((gaps**2).sum(axis=2).min(axis=1))
+        """(N,) cosine distance of each feature row to its ``k``-th nearest training image."""
+        similarities = _unit(features.astype(np.float64)) @ self.features.T.astype(np.float64)
+        kth = np.sort(similarities, axis=1)[:, -self.neighbours]
+        return 1.0 - kth
 
-    def layer(self) -> MahalanobisDistance:
+    def layer(self) -> NearestNeighbourDistance:
         """The same distance as a Keras layer, for the exported graph."""
-        return MahalanobisDistance(self.centre, self.whitening, self.whitened_means)
+        return NearestNeighbourDistance(self.features, self.neighbours)
 
 
-def _ledoit_wolf(centred: np.ndarray) -> tuple[np.ndarray, float]:
-    """Ledoit-Wolf shrunk covariance of centred rows, and the shrinkage it chose."""
-    n, p = centred.shape
-    sample = centred.T @ centred / n
-    mu = np.trace(sample) / p
-    squared = centred**2
-    beta = ((squared.T @ squared).sum() / n - (sample**2).sum()) / (p * n)
-    delta = ((sample**2).sum() - 2 * mu * np.trace(sample) + p * mu**2) / p
-    shrinkage = 0.0 if delta == 0 else min(beta, delta) / delta
-    return (1 - shrinkage) * sample + shrinkage * mu * np.eye(p), shrinkage
+def _unit(features: np.ndarray) -> np.ndarray:
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
-class MahalanobisDistance(keras.layers.Layer):
-    """Pooled features (N, C) → distance to the nearest class mean (N,); fixed weights."""
+class NearestNeighbourDistance(keras.layers.Layer):
+    """Pooled features (N, C) → cosine distance to the k-th nearest bank row (N,)."""
 
-    def __init__(
-        self, centre: np.ndarray, whitening: np.ndarray, whitened_means: np.ndarray, **kwargs
-    ) -> None:
+    def __init__(self, bank: np.ndarray, neighbours: int, **kwargs) -> None:
         super().__init__(name=DISTANCE_OUTPUT, trainable=False, **kwargs)
-        self._values = (centre, whitening, whitened_means)
+        self._bank, self.neighbours = bank, neighbours
 
     def build(self, input_shape) -> None:
-        centre, whitening, means = self._values
-
-        def constant(name: str, value: np.ndarray) -> keras.Variable:
-            return self.add_weight(
-                name=name,
-                shape=value.shape,
-                initializer=keras.initializers.Constant(value),
-                trainable=False,
-            )
-
-        self.offset = constant("offset", -centre @ whitening)
-        self.whitening = constant("whitening", whitening)
-        self.means = constant("means", means.T)
-        self.mean_norms = constant("mean_norms", (means**2).sum(axis=1))
+        self.bank = self.add_weight(
+            name="bank",
+            shape=self._bank.T.shape,
+            initializer=keras.initializers.Constant(self._bank.T),
+            trainable=False,
+        )
 
     def call(self, pooled):
-        whitened = keras.ops.matmul(pooled, self.whitening) + self.offset
-        squared = (
-            keras.ops.sum(whitened * whitened, axis=1, keepdims=True)
-            - 2 * keras.ops.matmul(whitened, self.means)
-            + self.mean_norms
-        )
-        return keras.ops.sqrt(keras.ops.maximum(keras.ops.min(squared, axis=1), 0.0))
+        norms = keras.ops.sqrt(keras.ops.sum(pooled * pooled, axis=1, keepdims=True))
+        similarities = keras.ops.matmul(pooled / keras.ops.maximum(norms, 1e-12), self.bank)
+        nearest, _ = keras.ops.top_k(similarities, self.neighbours)
+        return 1.0 - nearest[:, self.neighbours - 1]
 
 
 def pooled_features(features: keras.Model, split: Split, batch_size: int) -> np.ndarray:
@@ -125,11 +93,9 @@ def pooled_features(features: keras.Model, split: Split, batch_size: int) -> np.
     return pooled.predict(evaluation_pipeline(split, batch_size), verbose=0)
 
 
-def with_distance(
-    classifier: Classifier, statistics: ClassStatistics
-) -> tuple[keras.Model, keras.Model]:
+def with_distance(classifier: Classifier, bank: FeatureBank) -> tuple[keras.Model, keras.Model]:
     """The predictor and the pooled head, each also returning the familiarity distance."""
-    distance = statistics.layer()
+    distance = bank.layer()
     pixels = keras.Input(classifier.predictor.input.shape[1:], dtype="float32", name="pixels")
     pooled = keras.layers.GlobalAveragePooling2D()(classifier.features(pixels))
     predictor = keras.Model(pixels, [classifier.pooled_head(pooled), distance(pooled)])

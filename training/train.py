@@ -173,7 +173,7 @@ def train(
     frozen_epochs = fitted.frozen_epochs
     calibration = trust.calibrate(classifier, cross_validation)
     metrics = _evaluate_and_report(classifier, folder, config, history, frozen_epochs, out_dir)
-    familiarity, statistics = trust.familiarity(classifier, folder, spec, config, cross_validation)
+    familiarity, bank = trust.familiarity(classifier, folder, spec, config, cross_validation)
     timings = {**fitted.timings, "total_s": round(time.monotonic() - started, 1)}
     if cross_validation is not None:
         metrics["cross_validation"] = {
@@ -210,7 +210,7 @@ def train(
     )
     picked = spread(len(folder.test), config.parity_images)
     source = f"{len(picked)} of the {len(folder.test)} test-split images of {config.data}"
-    predictor, head = with_distance(classifier, statistics)
+    predictor, head = with_distance(classifier, bank)
     dense = DenseParts(classifier.features, head, classifier.stride)
     card = export(predictor, card, folder.test.images[picked], source, out_dir, dense=dense)
     tag = None

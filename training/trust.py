@@ -15,7 +15,7 @@ import numpy as np
 from service.card import Calibration, Familiarity, Preprocessing
 from training.config import TrainConfig
 from training.data import ImageFolder, Split, read_unknown
-from training.familiarity import ClassStatistics, distance_quantiles, flagged, pooled_features
+from training.familiarity import METHOD, FeatureBank, distance_quantiles, flagged, pooled_features
 from training.model import Classifier, divide_logits
 
 logger = logging.getLogger("argos.training.trust")
@@ -47,32 +47,29 @@ def familiarity(
     spec: Preprocessing,
     config: TrainConfig,
     cross_validation: dict[str, Any] | None,
-) -> tuple[Familiarity, ClassStatistics]:
-    """Statistics of every image the model trained on, and the held-out distances that set
-    the threshold: out-of-fold when cross-validated, else the test split's."""
+) -> tuple[Familiarity, FeatureBank]:
+    """The features of every image the model trained on, and the held-out distances that
+    set the threshold: out-of-fold when cross-validated, else the test split's."""
     trained = Split(
         np.concatenate([folder.train.images, folder.val.images]),
         np.concatenate([folder.train.labels, folder.val.labels]),
         [*folder.train.files, *folder.val.files],
     )
     features = classifier.features
-    statistics = ClassStatistics.fit(
-        pooled_features(features, trained, config.batch_size), trained.labels
-    )
+    bank = FeatureBank.fit(pooled_features(features, trained, config.batch_size))
     report = (cross_validation or {}).get("familiarity")
     if report is not None:
         quantiles, images = report["held_out_distances"], report["held_out_images"]
         held_out = f"out-of-fold distances of {cross_validation['command']}"
         measured = _measured_in_cv(report)
     else:
-        test = statistics.distances(pooled_features(features, folder.test, config.batch_size))
+        test = bank.distances(pooled_features(features, folder.test, config.batch_size))
         quantiles, images = distance_quantiles(test), len(test)
         held_out = f"the {images} test-split images of {config.data}"
         measured = {}
     card = Familiarity(
-        method="Mahalanobis distance of the pooled features to the nearest class mean "
-        f"(shared covariance, Ledoit-Wolf shrinkage {statistics.shrinkage:.3f})",
-        statistics_images=statistics.images,
+        method=METHOD,
+        training_images=bank.images,
         held_out=held_out,
         held_out_images=images,
         held_out_distances=quantiles,
@@ -81,7 +78,7 @@ def familiarity(
     )
     if config.unknown_images:
         unknown = read_unknown(Path(config.unknown_images), spec, config.unknown_skip)
-        distances = statistics.distances(pooled_features(features, unknown, config.batch_size))
+        distances = bank.distances(pooled_features(features, unknown, config.batch_size))
         final = {
             "folder": config.unknown_images,
             "skipped": config.unknown_skip,
@@ -90,7 +87,7 @@ def familiarity(
         }
         card = card.model_copy(update={"measured": {**measured, "final_model": final}})
         logger.info("unknown for %.1f %% of %s", 100 * final["flagged"], config.unknown_images)
-    return card, statistics
+    return card, bank
 
 
 def _measured_in_cv(report: dict[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class Policy(BaseModel):
     use_detect: bool = False
     detect_params: dict[str, DetectParam] = {}
     explain: bool = False
+    min_familiarity: float = Field(0.0, ge=0.0, lt=1.0)
 
     @field_validator("allow", "deny")
     @classmethod
@@ -149,13 +150,16 @@ def frame_verdict(
     policy: Policy, result: ClassifyResult, detections: DetectResult | None = None
 ) -> Verdict:
     """The verdict of one analysed frame. A frame the model answers ``unknown`` (unlike
-    anything it was trained on) is never allowed, whatever its scores: its labels are only
-    the nearest the model knows. A denied name still shuts the door."""
+    anything it was trained on), or less familiar than ``min_familiarity``, is never
+    allowed, whatever its scores: its labels are only the nearest the model knows. A denied
+    name still shuts the door."""
     verdict = judge(policy, frame_scores(result, detections))
-    if result.unknown and verdict.kind != "deny":
-        return Verdict(
-            "none",
-            "unknown",
-            f"unlike anything the model was trained on (familiarity {result.familiarity:.2f})",
-        )
+    if verdict.kind == "deny" or result.familiarity is None:
+        return verdict
+    if result.unknown:
+        detail = f"unlike anything the model was trained on (familiarity {result.familiarity:.2f})"
+        return Verdict("none", "unknown", detail)
+    if result.familiarity < policy.min_familiarity:
+        detail = f"familiarity {result.familiarity:.2f} < {policy.min_familiarity:.2f}"
+        return Verdict("none", "unfamiliar", detail)
     return verdict

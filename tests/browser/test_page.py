@@ -52,7 +52,7 @@ def test_a_trained_model_says_when_a_photo_is_unlike_its_training_images(
     page: Page, doggy_door_url: str, images: Path, shared_dir: Path
 ) -> None:
     open_page(page, doggy_door_url)
-    page.set_input_files("#file", images / "parrot.jpg")
+    page.set_input_files("#file", images / "sunflower.bmp")
     expect(page.locator("#familiarity")).to_have_class("unknown")
     expect(page.locator("#familiarity")).to_contain_text("Unknown: unlike anything")
     page.set_input_files("#file", shared_dir / "data" / "doggy_door" / "bo" / BO_PHOTO)

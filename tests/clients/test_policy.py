@@ -156,3 +156,19 @@ def test_explain_needs_a_model_with_backbone_and_head_graphs() -> None:
     with pytest.raises(PolicyError, match="explain: true needs a model with backbone and head"):
         check_model(policy, card)
     check_model(policy, card.model_copy(update={"dense": {"stride": 32}}))
+
+
+def test_a_stricter_door_also_refuses_frames_below_its_familiarity() -> None:
+    policy = Policy(allow=["dog"], min_familiarity=0.1)
+    sure_dog = classify_result({"beagle": 0.97}, {"dog": 0.99})
+    rare = sure_dog.model_copy(update={"familiarity": 0.05, "unknown": False})
+    usual = sure_dog.model_copy(update={"familiarity": 0.5, "unknown": False})
+
+    assert frame_verdict(policy, usual).kind == "allow"
+    verdict = frame_verdict(policy, rare)
+    assert (verdict.kind, verdict.code, verdict.detail) == (
+        "none",
+        "unfamiliar",
+        "familiarity 0.05 < 0.10",
+    )
+    assert frame_verdict(policy, sure_dog).kind == "allow", "a model without familiarity"

@@ -117,7 +117,7 @@ def tiny_familiarity() -> Familiarity:
     to 50, so an image's familiarity is ``1 - distance / 50`` (0 beyond 50)."""
     return Familiarity(
         method="distance of the channel means to mid-grey",
-        statistics_images=100,
+        training_images=100,
         held_out="test",
         held_out_images=100,
         held_out_distances=[i * 0.5 for i in range(101)],

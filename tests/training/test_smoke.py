@@ -103,7 +103,7 @@ def test_train_export_register_and_serve(
     assert [output.name for output in graph.output] == ["probabilities", "distance"]
     familiarity = card.familiarity
     assert familiarity is not None and familiarity.held_out_images == 4  # the test split
-    assert familiarity.statistics_images == 20 and len(familiarity.held_out_distances) == 101
+    assert familiarity.training_images == 20 and len(familiarity.held_out_distances) == 101
     assert card.calibration is None, "calibration needs a cross-validation of the recipe"
 
     photo = io.BytesIO()

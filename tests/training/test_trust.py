@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.familiarity import ClassStatistics, distance_quantiles, flagged
+from training.familiarity import FeatureBank, distance_quantiles, flagged
 from training.temperature import (
     calibration_report,
     expected_calibration_error,
@@ -56,58 +56,34 @@ def test_the_report_cross_fits_each_fold() -> None:
     assert report["temperature"] == pytest.approx(fit_temperature(scores, labels), abs=1e-3)
 
 
-def two_clouds(seed: int = 0):  # noqa: ANN201
-    """Two classes of correlated 6-dimensional features around different means."""
-    rng = np.random.default_rng(seed)
-    mixing = rng.normal(size=(6, 6))
-    means = np.array([[3.0] * 6, [-3.0] * 6])
-    labels = np.repeat([0, 1], 400)
-    features = means[labels] + rng.normal(size=(800, 6)) @ mixing
-    return features, labels, means, mixing
-
-
-def test_distances_are_mahalanobis_to_the_nearest_class_mean() -> None:
-    features, labels, means, _ = two_clouds()
-    statistics = ClassStatistics.fit(features, labels)
-    assert 0 <= statistics.shrinkage < 0.05, "800 samples in 6 dimensions need little shrinkage"
-    sample_means = np.stack([features[labels == k].mean(axis=0) for k in (0, 1)])
-    within = features - sample_means[labels]
-    sample = within.T @ within / len(within)
-    shrunk = (1 - statistics.shrinkage) * sample + statistics.shrinkage * np.trace(
-        sample
-    ) / 6 * np.eye(6)
-    inverse = np.linalg.inv(shrunk)
-    probe = np.array([means[0], [0.0] * 6, [30, -30, 30, -30, 30, -30]])
-    expected = [min(np.sqrt((x - m) @ inverse @ (x - m)) for m in sample_means) for x in probe]
-    np.testing.assert_allclose(statistics.distances(probe), expected, rtol=1e-4)
-    assert statistics.distances(probe)[0] < statistics.distances(probe)[1] < 20
-
-
-def test_shrinkage_grows_as_samples_get_few_for_their_dimensions() -> None:
-    rng = np.random.default_rng(1)
-    few = ClassStatistics.fit(rng.normal(size=(40, 200)), np.repeat([0, 1], 20))
-    many = ClassStatistics.fit(
-        rng.normal(size=(4000, 5)) * [1, 2, 3, 4, 5], np.repeat([0, 1], 2000)
-    )
-    assert few.shrinkage > 0.8 and many.shrinkage < 0.05
+def test_the_distance_is_to_the_kth_nearest_training_image() -> None:
+    bank = FeatureBank.fit(np.eye(12) * 3.0, neighbours=2)  # 12 orthogonal directions
+    probe = np.array([[5.0] + [0.0] * 11, [1.0, 1.0] + [0.0] * 10, [1.0] * 12])
+    # On a bank row: its 2nd nearest is orthogonal (distance 1); between two rows: both at
+    # 45 degrees; along the diagonal: every row at the same angle.
+    expected = [1.0, 1 - np.sqrt(0.5), 1 - 1 / np.sqrt(12)]
+    np.testing.assert_allclose(bank.distances(probe), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 10 training images"):
+        FeatureBank.fit(np.ones((9, 4)))
 
 
 def test_the_keras_layer_computes_the_same_distances() -> None:
-    features, labels, *_ = two_clouds()
-    statistics = ClassStatistics.fit(features, labels)
-    probe = features[::37].astype(np.float32) * 1.5
-    layer = statistics.layer()
-    in_graph = keras.ops.convert_to_numpy(layer(keras.ops.convert_to_tensor(probe)))
-    np.testing.assert_allclose(in_graph, statistics.distances(probe), rtol=1e-3)
+    rng = np.random.default_rng(0)
+    bank = FeatureBank.fit(rng.random((200, 32)))
+    probe = rng.random((17, 32)).astype(np.float32) * 5
+    in_graph = keras.ops.convert_to_numpy(bank.layer()(keras.ops.convert_to_tensor(probe)))
+    np.testing.assert_allclose(in_graph, bank.distances(probe), atol=1e-5)
 
 
-def test_far_features_are_flagged_at_the_held_out_rate() -> None:
-    features, labels, *_ = two_clouds()
-    statistics = ClassStatistics.fit(features[::2], labels[::2])
-    held_out = statistics.distances(features[1::2])
+def test_other_things_are_flagged_at_the_held_out_rate() -> None:
+    rng = np.random.default_rng(2)
+    directions = rng.normal(size=(2, 64))
+    seen = np.repeat(directions, 300, axis=0) + rng.normal(scale=0.3, size=(600, 64))
+    bank = FeatureBank.fit(seen[::2])
+    held_out = bank.distances(seen[1::2])
     quantiles = distance_quantiles(held_out)
     assert len(quantiles) == 101 and quantiles == sorted(quantiles)
     threshold = float(np.quantile(held_out, 0.98))
     assert flagged(held_out, threshold) == pytest.approx(0.02, abs=0.005)
-    far = statistics.distances(features[1::2] * 4 + 20)
-    assert flagged(far, threshold) == 1.0
+    other = rng.normal(size=(100, 64)) + rng.normal(size=64)
+    assert flagged(bank.distances(other), threshold) == 1.0
