@@ -51,24 +51,26 @@ def store_home() -> Path:
 
 @contextmanager
 def local_server(
-    env: dict[str, str] | None = None, *, quiet: bool = False
+    env: dict[str, str] | None = None, *, quiet: bool = False, log: Path | None = None
 ) -> Iterator[LocalServer]:
     """``bentoml serve`` the Argos service, with extra environment variables (``ARGOS_*``
-    settings, BentoML options), until the block ends."""
+    settings, BentoML options), until the block ends; its output goes to ``log`` when
+    given."""
     home = Path(tempfile.mkdtemp(prefix="argos-server-"))
     (home / "models").symlink_to(store_home() / "models", target_is_directory=True)
     port = free_port()
     command = [sys.executable, "-m", "bentoml", "serve", "service.service:Argos"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
-    output = subprocess.DEVNULL if quiet else None
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=os.environ | (env or {}) | {"BENTOML_HOME": str(home)},
-        stdout=output,
-        stderr=output,
-        start_new_session=True,
-    )
+    quieted = subprocess.DEVNULL if quiet else None
+    with log.open("ab") if log is not None else contextlib.nullcontext(quieted) as output:
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=os.environ | (env or {}) | {"BENTOML_HOME": str(home)},
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
     server = LocalServer(f"http://127.0.0.1:{port}", process.pid)
     try:
         _wait_ready(server.url, process)

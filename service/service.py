@@ -12,8 +12,9 @@ backlog is empty, so that those already queued get that 503 rather than a reset;
 connection that has not sent its first request yet is given the idle timeout to send it
 (:mod:`service.http.transport`).
 
-Connections are guarded by :mod:`service.http.transport` and BentoML's request metrics are
-labelled by route (:mod:`service.http.route_labels`).
+Connections are guarded by :mod:`service.http.transport`, BentoML's request metrics are
+labelled by route (:mod:`service.http.route_labels`), and requests are traced only when a
+tracing exporter is configured (:mod:`service.tracing`).
 
 With ``ARGOS_GRPC_PORT`` set, each worker also serves the Open Inference Protocol over gRPC
 (:mod:`service.grpc`) on its event loop, on the same worker state; on SIGTERM its gRPC server
@@ -43,8 +44,10 @@ from service.repository.desired_state import ControlDir, share_with_workers
 from service.repository.serving import serve_models
 from service.repository.store import BentoStore, resolve_all
 from service.settings import get_settings
+from service.tracing import tracing_options
 
 T = TypeVar("T")
+SERVICE_NAME = "argos"
 logger = logging.getLogger("argos.service")
 settings = get_settings()
 app = create_app()
@@ -106,10 +109,11 @@ def _packaging(tags: list[str]) -> Callable[[type[T]], type[T]]:
 
 @bentoml.asgi_app(app, path="/")
 @bentoml.service(
-    name="argos",
+    name=SERVICE_NAME,
     workers=settings.worker_count,
     traffic={"timeout": settings.request_timeout_s},
     logging={"access": {"enabled": settings.access_log}},
+    tracing=tracing_options(SERVICE_NAME),
 )
 @_packaging(settings.model_tags)
 class Argos:
