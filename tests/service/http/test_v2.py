@@ -194,7 +194,7 @@ def test_repository_index_load_and_unload(make_client: MakeClient) -> None:
         (m["name"], m["version"]): m["state"] for m in client.post("/v2/repository/index").json()
     }
     assert index == {("colours", "1"): "READY", ("colours", "2"): "UNAVAILABLE",
-                     ("shades", "1"): "UNAVAILABLE"}  # fmt: skip
+                     ("greys", "1"): "UNAVAILABLE", ("shades", "1"): "UNAVAILABLE"}  # fmt: skip
     assert client.post("/v2/repository/models/shades/load", content=b"{}").status_code == 200
     ready = client.post("/v2/repository/index", json={"ready": True}).json()
     assert {(m["name"], m["version"]) for m in ready} == {("colours", "1"), ("shades", "1")}
