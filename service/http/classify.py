@@ -17,7 +17,13 @@ from service.http.auth import INFER
 from service.http.openapi import CLASSIFY_EXAMPLES, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import ClassifyResponse, Explanation, ModelRef, Timing, ms
 from service.http.uploads import read_image_upload
-from service.http.worker import MODEL_HEADER, CurrentWorker, LeasedModel, Uploads
+from service.http.worker import (
+    MODEL_HEADER,
+    LeasedModel,
+    ModelQuery,
+    ModelUpload,
+    upload_to_model,
+)
 from service.postprocess import DEFAULT_TOP_K, group_scores, top_k
 
 router = APIRouter(dependencies=[INFER])
@@ -32,9 +38,7 @@ router = APIRouter(dependencies=[INFER])
 )
 async def classify(
     request: Request,
-    worker: CurrentWorker,
-    model: LeasedModel,
-    uploads: Uploads,
+    response: Response,
     top_k_: Annotated[
         int | None,
         Query(
@@ -52,14 +56,23 @@ async def classify(
             "backbone and head graphs, card.dense)",
         ),
     ] = False,
+    model: ModelQuery = None,
 ) -> ClassifyResponse:
     """Classify one image sent as a multipart ``image`` field or as the raw body."""
+    with upload_to_model(request, response, model) as held:
+        return await _classify(request, held, top_k_, groups=groups, explain_=explain_)
+
+
+async def _classify(
+    request: Request, held: ModelUpload, top_k_: int | None, *, groups: bool, explain_: bool
+) -> ClassifyResponse:
+    worker, model = held.worker, held.model
     card = model.card
     top_k_ = min(DEFAULT_TOP_K, len(card.labels)) if top_k_ is None else top_k_
     if top_k_ > len(card.labels):
         raise InvalidParameter(f"top_k must be at most {len(card.labels)}, got {top_k_}")
     started = time.perf_counter()
-    data = await read_image_upload(request, worker.settings.max_upload_bytes, uploads)
+    data = await read_image_upload(request, worker.settings.max_upload_bytes, held.uploads)
     explanation = None
     if explain_:
         explained = await explain(worker.pipeline, model, data, endpoint="classify_explain")
@@ -95,15 +108,18 @@ async def classify(
     openapi_extra=IMAGE_UPLOAD,
 )
 async def classify_render(
-    request: Request, worker: CurrentWorker, model: LeasedModel, uploads: Uploads
+    request: Request, response: Response, model: ModelQuery = None
 ) -> Response:
     """The same as ``explain=true``, drawn: the map over the image, with the top label."""
-    pipeline = worker.pipeline
-    data = await read_image_upload(request, worker.settings.max_upload_bytes, uploads)
-    explained = await explain(pipeline, model, data, endpoint="classify_render")
-    rgb = await pipeline.decode(await pipeline.open(data))
-    png = await pipeline.in_thread(render.draw, rgb, explained, model.card.labels)
-    return Response(content=png, media_type="image/png", headers={MODEL_HEADER: model.card.tag})
+    with upload_to_model(request, response, model) as held:
+        pipeline = held.worker.pipeline
+        max_bytes = held.worker.settings.max_upload_bytes
+        data = await read_image_upload(request, max_bytes, held.uploads)
+        explained = await explain(pipeline, held.model, data, endpoint="classify_render")
+        rgb = await pipeline.decode(await pipeline.open(data))
+        png = await pipeline.in_thread(render.draw, rgb, explained, held.model.card.labels)
+    tag = held.model.card.tag
+    return Response(content=png, media_type="image/png", headers={MODEL_HEADER: tag})
 
 
 @router.get("/model", response_model=ModelCard)

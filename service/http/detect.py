@@ -14,9 +14,8 @@ from service.detection.render import draw
 from service.http.auth import INFER
 from service.http.openapi import DETECT_EXAMPLES, IMAGE_UPLOAD, upload_responses
 from service.http.schemas import DetectResponse, ImageSize, ModelRef, Timing, ms
-from service.http.uploads import UploadLease, read_image_upload
-from service.http.worker import MODEL_HEADER, CurrentWorker, LeasedModel, Uploads, Worker
-from service.inference.model import ServedModel
+from service.http.uploads import read_image_upload
+from service.http.worker import MODEL_HEADER, ModelQuery, ModelUpload, upload_to_model
 
 router = APIRouter(dependencies=[INFER])
 Params = Annotated[DetectParams, Query()]
@@ -29,12 +28,13 @@ Params = Annotated[DetectParams, Query()]
     openapi_extra=IMAGE_UPLOAD,
 )
 async def detect(
-    request: Request, worker: CurrentWorker, model: LeasedModel, uploads: Uploads, params: Params
+    request: Request, response: Response, params: Params, model: ModelQuery = None
 ) -> DetectResponse:
     """Find the requested classes in one image by classifying overlapping windows."""
     started = time.perf_counter()
-    result = await _detect(request, worker, model, uploads, params)
-    card = model.card
+    with upload_to_model(request, response, model) as held:
+        result = await _detect(request, held, params)
+    card = held.model.card
     return DetectResponse(
         model=ModelRef(name=card.name, version=card.version),
         mode=params.mode,
@@ -56,20 +56,19 @@ async def detect(
     openapi_extra=IMAGE_UPLOAD,
 )
 async def detect_render(
-    request: Request, worker: CurrentWorker, model: LeasedModel, uploads: Uploads, params: Params
+    request: Request, response: Response, params: Params, model: ModelQuery = None
 ) -> Response:
     """The same detection, drawn: boxes on the image beside a heatmap of window scores."""
-    result = await _detect(request, worker, model, uploads, params)
-    png = await worker.pipeline.in_thread(draw, result.rgb, result.windows, result.detections)
-    return Response(content=png, media_type="image/png", headers={MODEL_HEADER: model.card.tag})
+    with upload_to_model(request, response, model) as held:
+        result = await _detect(request, held, params)
+        png = await held.worker.pipeline.in_thread(
+            draw, result.rgb, result.windows, result.detections
+        )
+    tag = held.model.card.tag
+    return Response(content=png, media_type="image/png", headers={MODEL_HEADER: tag})
 
 
-async def _detect(
-    request: Request,
-    worker: Worker,
-    model: ServedModel,
-    uploads: UploadLease,
-    params: DetectParams,
-) -> detection.Detected:
-    data = await read_image_upload(request, worker.settings.max_upload_bytes, uploads)
-    return await detection.detect(worker.pipeline, model, data, params)
+async def _detect(request: Request, held: ModelUpload, params: DetectParams) -> detection.Detected:
+    worker = held.worker
+    data = await read_image_upload(request, worker.settings.max_upload_bytes, held.uploads)
+    return await detection.detect(worker.pipeline, held.model, data, params)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +15,9 @@ from PIL import Image
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.http.conftest import MakeClient
+from service.inference.model import ServedModel
+from service.repository.registry import Registry
+from tests.service.http.conftest import DENSE_MODEL, MakeClient
 
 
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (16, 16), mode: str = "RGB") -> bytes:
@@ -189,3 +195,103 @@ def test_uploads_held_at_once_are_bounded_in_bytes(make_client: MakeClient) -> N
     assert budget.held == 0
     assert client.post("/classify", **photo).status_code == 200
     assert budget.held == 0
+
+
+class _LeaseCount:
+    """Counts the model leases a worker's registry has open (the real leases are taken)."""
+
+    def __init__(self, registry: Registry[ServedModel]) -> None:
+        self.taken = self.open = 0
+        self._lease = registry.lease
+
+    @contextmanager
+    def lease(self, *args: Any, **kwargs: Any) -> Iterator[ServedModel]:
+        with self._lease(*args, **kwargs) as served:
+            self.taken += 1
+            self.open += 1
+            try:
+                yield served
+            finally:
+                self.open -= 1
+
+
+UPLOAD_ROUTES = ["/classify", "/classify?explain=true", "/classify/render", "/detect"]
+UPLOAD_ROUTES += ["/detect/render"]
+
+
+@pytest.mark.parametrize("path", UPLOAD_ROUTES)
+@pytest.mark.parametrize("outcome", ["answered", "bad image", "unexpected error"])
+def test_every_way_out_of_an_upload_route_gives_the_model_and_the_bytes_back(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, path: str, outcome: str
+) -> None:
+    app = make_client(served={DENSE_MODEL: ["1"]}).app
+    worker = app.state.worker
+    leases = _LeaseCount(worker.models)
+    monkeypatch.setattr(worker.models, "lease", leases.lease)
+    body = b"not an image" if outcome == "bad image" else png((200, 30, 30), (64, 64))
+    if outcome == "unexpected error":
+
+        async def fail(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("broken")
+
+        monkeypatch.setattr(worker.pipeline, "in_thread", fail)
+    client = TestClient(app, raise_server_exceptions=False)
+    reply = client.post(path, content=body, headers={"Content-Type": "image/png"})
+    expected = {"answered": 200, "bad image": 422, "unexpected error": 500}[outcome]
+    assert reply.status_code == expected, reply.text
+    assert (leases.taken, leases.open, worker.uploads.held) == (1, 0, 0)
+
+
+def test_a_client_that_goes_away_gives_the_model_and_the_bytes_back(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_client().app
+    worker = app.state.worker
+    leases = _LeaseCount(worker.models)
+    monkeypatch.setattr(worker.models, "lease", leases.lease)
+
+    async def scenario() -> tuple[int, int, int, int]:
+        started = asyncio.Event()
+
+        async def never(*args: object, **kwargs: object) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(worker.pipeline, "in_thread", never)
+        body = png((9, 9, 9))
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/classify",
+            "raw_path": b"/classify",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"test"), (b"content-type", b"image/png")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await asyncio.Event().wait()
+            return {}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        request = asyncio.create_task(app(scope, receive, send))
+        await started.wait()
+        held_meanwhile = (leases.open, worker.uploads.held)
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        return *held_meanwhile, leases.open, worker.uploads.held
+
+    open_meanwhile, bytes_meanwhile, open_after, bytes_after = asyncio.run(scenario())
+    assert open_meanwhile == 1 and bytes_meanwhile > 0
+    assert (open_after, bytes_after) == (0, 0)
