@@ -23,7 +23,7 @@ CARD = ModelCard(
     preprocessing=Preprocessing(input_size=(8, 8), resize="squash"),
     backbone="MobileNetV2",
 )
-EXAMPLE_POLICY = Path(__file__).parents[2] / "clients" / "petdoor" / "policy.example.yaml"
+PETS_POLICY = Path(__file__).parents[2] / "clients" / "petdoor" / "policy.pets.yaml"
 POLICY = Policy(allow=["dog"], deny=["cat"], min_score=0.5, deny_score=0.3, debounce_frames=1)
 
 
@@ -83,16 +83,32 @@ SHOWS_A_PET = {"n03218198_dogsled.jpg", "n04409515_tennis_ball.jpg", "n04209239_
 """ImageNet photos of other classes in which a dog or a cat is plainly in view."""
 
 
+NEITHER = ["bird.bmp", "dragonfly.bmp", "grace_hopper.bmp", "hot_dog.jpg", "kite_and_cold.jpg",
+           "owl.jpg", "parrot.jpg", "sunflower.bmp"]  # fmt: skip
+"""The shared photos that show neither a dog nor a cat."""
+needs_pets = pytest.mark.skipif(
+    not store.exists(PETS_TAG), reason=f"{PETS_TAG} (training/configs/pets.yaml) is not trained"
+)
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not store.exists(PETS_TAG), reason=f"{PETS_TAG} is not trained here")
+@needs_pets
 def test_the_pets_door_opens_for_none_of_the_other_things(shared_dir: Path) -> None:
-    """The pets model (trained with training/configs/pets.yaml) and the example policy:
-    of the ImageNet photos that are neither dogs nor cats, most are unknown, and none
-    opens the door."""
-    policy = load_policy(EXAMPLE_POLICY).model_copy(update={"debounce_frames": 1})
+    """The pets model and its door policy: of the ImageNet photos that are neither dogs nor
+    cats, at least 80 % are unknown, and none opens the door."""
+    policy = load_policy(PETS_POLICY).model_copy(update={"debounce_frames": 1})
     photos = [path for path in other_things(shared_dir) if path.name not in SHOWS_A_PET]
     outcome = admitted_files(store.artifact_path(PETS_TAG), policy, photos)
 
     assert outcome.images == 854
     assert len(outcome.unknown) >= 0.8 * outcome.images
+    assert outcome.admitted == []
+
+
+@needs_pets
+def test_the_pets_model_calls_the_shared_photos_of_other_things_unknown(images: Path) -> None:
+    policy = load_policy(PETS_POLICY)
+    outcome = admitted_files(store.artifact_path(PETS_TAG), policy, [images / n for n in NEITHER])
+
+    assert sorted(Path(file).name for file in outcome.unknown) == sorted(NEITHER)
     assert outcome.admitted == []
