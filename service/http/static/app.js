@@ -278,6 +278,9 @@ async function describeModel() {
   if (!reply.ok) return;
   const card = await reply.json();
   $("model-name").textContent = `${card.name}:${card.version}, ${card.labels.length} labels`;
+  const topK = $("top-k"); // a model of two labels has no fifth one to list
+  topK.max = card.labels.length;
+  if (Number(topK.value) > card.labels.length) topK.value = card.labels.length;
   const dense = $("detect-mode").querySelector("option[value=dense]");
   dense.disabled = !card.dense;
   $("detect-mode").value = card.dense ? "dense" : "exact";
