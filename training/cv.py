@@ -42,7 +42,13 @@ from training.data import (
 )
 from training.evaluate import classification_metrics, misclassified, wilson_interval
 from training.export import export
-from training.familiarity import METHOD, FeatureBank, distance_quantiles, flagged, pooled_features
+from training.familiarity import (
+    NEIGHBOURS,
+    FeatureBank,
+    distance_quantiles,
+    flagged,
+    pooled_features,
+)
 from training.model import Classifier
 from training.plots import confusion_matrix_png, cross_validation_png, errors_png
 from training.temperature import calibration_report
@@ -229,7 +235,8 @@ def _familiarity_report(
             row["unknown_images_flagged"] = flagged(unknown_distances[index], threshold)
         per_fold.append(row)
     report: dict[str, object] = {
-        "method": f"{METHOD}, each fold's training images",
+        "method": f"cosine distance of the pooled features to the {NEIGHBOURS}th nearest of "
+        "each fold's training images",
         "unknown_rate": config.unknown_rate,
         "threshold": round(threshold, 4),
         "held_out_images": len(held_out),

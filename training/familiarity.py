@@ -24,7 +24,6 @@ NEIGHBOURS = 10
 """Which nearest training image the distance is measured to."""
 QUANTILES = 101
 """Held-out distances are stored as their 0th, 1st, ..., 100th percentiles."""
-METHOD = f"cosine distance of the pooled features to the {NEIGHBOURS}th nearest training image"
 
 
 @dataclass(frozen=True)
@@ -37,16 +36,24 @@ class FeatureBank:
 
     @classmethod
     def fit(cls, features: np.ndarray, neighbours: int = NEIGHBOURS) -> FeatureBank:
-        """The bank of (M, C) pooled training features."""
-        if len(features) < neighbours:
-            raise ValueError(
-                f"familiarity needs at least {neighbours} training images, got {len(features)}"
-            )
-        return cls(_unit(features.astype(np.float64)).astype(np.float32), neighbours)
+        """The bank of (M, C) pooled training features; with fewer than ``neighbours``
+        images, the distance is to the farthest of them."""
+        if len(features) == 0:
+            raise ValueError("familiarity needs training images, got none")
+        unit = _unit(features.astype(np.float64)).astype(np.float32)
+        return cls(unit, min(neighbours, len(features)))
 
     @property
     def images(self) -> int:
         return len(self.features)
+
+    @property
+    def method(self) -> str:
+        """What the distance is, for the card."""
+        return (
+            f"cosine distance of the pooled features to the {self.neighbours}th nearest of "
+            f"{self.images} training images"
+        )
 
     def distances(self, features: np.ndarray) -> np.ndarray:
         """(N,) cosine distance of each feature row to its ``k``-th nearest training image."""

@@ -15,7 +15,7 @@ import numpy as np
 from service.card import Calibration, Familiarity, Preprocessing
 from training.config import TrainConfig
 from training.data import ImageFolder, Split, read_unknown
-from training.familiarity import METHOD, FeatureBank, distance_quantiles, flagged, pooled_features
+from training.familiarity import FeatureBank, distance_quantiles, flagged, pooled_features
 from training.model import Classifier, divide_logits
 
 logger = logging.getLogger("argos.training.trust")
@@ -68,7 +68,7 @@ def familiarity(
         held_out = f"the {images} test-split images of {config.data}"
         measured = {}
     card = Familiarity(
-        method=METHOD,
+        method=bank.method,
         training_images=bank.images,
         held_out=held_out,
         held_out_images=images,
