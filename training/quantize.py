@@ -29,6 +29,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from service.card import (
     ONNX_FILENAME,
+    Familiarity,
     ModelCard,
     Parity,
     Quantization,
@@ -341,6 +342,38 @@ def _run(path: Path, pixels: np.ndarray) -> np.ndarray:
     return OnnxModel.load(path, providers=["CPUExecutionProvider"]).run_chunked(pixels, JUDGE_BATCH)
 
 
+def _outputs(path: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the graph, by name."""
+    model = OnnxModel.load(path, providers=["CPUExecutionProvider"])
+    parts = [
+        model.run_outputs(pixels[start : start + JUDGE_BATCH], model.output_names)
+        for start in range(0, len(pixels), JUDGE_BATCH)
+    ]
+    columns = zip(*parts, strict=True)
+    return {
+        name: np.concatenate(chunks)
+        for name, chunks in zip(model.output_names, columns, strict=True)
+    }
+
+
+def familiarity_shift(
+    familiarity: Familiarity, float_distances: np.ndarray, distances: np.ndarray
+) -> dict[str, float]:
+    """How the variant's familiarity distances differ from its float model's on the same
+    images, and the share of them each answers "unknown" with the card's threshold (which
+    the variant inherits)."""
+    relative = np.abs(distances - float_distances) / np.maximum(np.abs(float_distances), 1e-12)
+    return {
+        "images": len(distances),
+        "median_relative_difference": float(np.median(relative)),
+        "max_relative_difference": float(relative.max()),
+        "float_unknown": float(
+            np.mean(familiarity.familiarity(float_distances) < familiarity.flag_rate)
+        ),
+        "unknown": float(np.mean(familiarity.familiarity(distances) < familiarity.flag_rate)),
+    }
+
+
 def quantize(
     float_dir: Path,
     out_root: Path,
@@ -371,14 +404,27 @@ def quantize(
         raw = scratch / "quantized.onnx"
         logger.info("calibrating on %d images (%s)", len(calibration), recipe.method)
         kept = quantize_graph(float_path, raw, calibration.pixels, spec.input_name, recipe)
+        float_judged, quantized_judged = (
+            _outputs(float_path, judged.pixels),
+            _outputs(raw, judged.pixels),
+        )
         verdict = judge(
-            _run(float_path, judged.pixels),
-            _run(raw, judged.pixels),
+            float_judged[spec.output_name],
+            quantized_judged[spec.output_name],
             judged.labels,
             bounds,
             gate_accuracy=folds is None,
         )
         logger.info("%s: %s", judged.source, _figures(verdict))
+        familiarity = float_card.familiarity
+        shift = None
+        if familiarity is not None:
+            shift = familiarity_shift(
+                familiarity,
+                float_judged[familiarity.output_name],
+                quantized_judged[familiarity.output_name],
+            )
+            logger.info("familiarity distance on %s: %s", judged.source, shift)
         cross = judge_folds(folds, spec.input_name, recipe, bounds) if folds else None
         float_photos, quantized_photos = _run(float_path, photos.pixels), _run(raw, photos.pixels)
         parity = Parity(
@@ -437,7 +483,7 @@ def quantize(
                 "name": float_card.name + SUFFIX,
                 "parity": None,
                 "dense": None,
-                "metrics": _metrics(verdict, judged, cross),
+                "metrics": _metrics(verdict, judged, cross, shift),
                 "quantization": quantization,
                 "onnx_sha256": None,
             }
@@ -450,12 +496,20 @@ def quantize(
     return card, out_dir
 
 
-def _metrics(verdict: Judgement, judged: Images, cross: CrossValidated | None) -> dict[str, object]:
+def _metrics(
+    verdict: Judgement,
+    judged: Images,
+    cross: CrossValidated | None,
+    familiarity: dict[str, float] | None,
+) -> dict[str, object]:
     """The variant's own figures on its labelled judged images (its float model's test
-    split), and with a cross-validation those of the recipe on its folds."""
+    split): accuracy and, for a model with a familiarity output, how its distance moved;
+    with a cross-validation also those of the recipe on its folds."""
     if verdict.accuracy is None:
         return {}
     metrics: dict[str, object] = {"accuracy": verdict.accuracy, "images": verdict.images}
+    if familiarity is not None:
+        metrics["familiarity"] = familiarity
     if cross is not None:
         metrics |= {
             "float_accuracy": verdict.float_accuracy,

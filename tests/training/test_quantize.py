@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from service.card import (
     ONNX_FILENAME,
+    Familiarity,
     ModelCard,
     Parity,
     Preprocessing,
@@ -75,11 +76,14 @@ def tiny_convnet(path: Path, *, distance: bool = False) -> Path:
         extra_nodes = [
             helper.make_node("MatMul", ["flat", "whitening"], ["whitened"], name="whiten"),
             helper.make_node("Mul", ["whitened", "whitened"], ["squares"], name="square"),
-            helper.make_node("ReduceSum", ["squares"], ["summed"], name="sum", keepdims=0),
+            helper.make_node("ReduceSum", ["squares", "axis"], ["summed"], name="sum", keepdims=0),
             helper.make_node("Sqrt", ["summed"], ["distance"], name="distance"),
         ]
         extra_outputs = [helper.make_tensor_value_info("distance", TensorProto.FLOAT, ["N"])]
-        extra_weights = [onnx.numpy_helper.from_array(3 * eye, "whitening")]
+        extra_weights = [
+            onnx.numpy_helper.from_array(3 * eye, "whitening"),
+            onnx.numpy_helper.from_array(np.array([1]), "axis"),
+        ]
     graph = helper.make_graph(
         [
             helper.make_node("Transpose", ["pixels"], ["nchw"], name="to_nchw", perm=[0, 3, 1, 2]),
@@ -121,8 +125,10 @@ def write_artifact(
     name: str,
     training: dict | None = None,
     labels: tuple[str, ...] = ("red", "green", "blue"),
+    familiarity: Familiarity | None = None,
 ) -> Path:
-    """A float artifact folder, as ``train`` would leave it: graph, embedded card, hash."""
+    """A float artifact folder, as ``train`` would leave it: graph, embedded card, hash;
+    with ``familiarity`` the graph has the distance output it describes."""
     directory.mkdir(parents=True)
     card = ModelCard(
         name=name,
@@ -131,8 +137,10 @@ def write_artifact(
         preprocessing=SPEC,
         backbone="tiny",
         training=training or {},
+        familiarity=familiarity,
     )
-    embed_card(tiny_convnet(directory / "raw.onnx"), card, directory / ONNX_FILENAME)
+    graph = tiny_convnet(directory / "raw.onnx", distance=familiarity is not None)
+    embed_card(graph, card, directory / ONNX_FILENAME)
     (directory / "raw.onnx").unlink()
     card = card.model_copy(update={"onnx_sha256": sha256_of(directory / ONNX_FILENAME)})
     card.save(directory)
@@ -236,6 +244,39 @@ def test_quantized_variant_is_judged_and_carded(tmp_path: Path, name: str) -> No
     assert q.bounds == {"min_agreement": 0.9, "max_accuracy_drop": 0.05}
     ops = {node.op_type for node in onnx.load(str(out_dir / ONNX_FILENAME)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_a_variant_reports_how_far_its_familiarity_distance_moved(
+    tmp_path: Path, name: str
+) -> None:
+    judged = coloured(30, 1)
+    float_graph = OnnxModel.load(tiny_convnet(tmp_path / "m.onnx", distance=True))
+    distances = float_graph.run_outputs(judged, ["distance"])[0]
+    familiarity = Familiarity(
+        method="length of the pooled features",
+        statistics_images=30,
+        held_out="the judged images",
+        held_out_images=30,
+        held_out_distances=np.quantile(distances, np.linspace(0, 1, 101)).tolist(),
+        flag_rate=0.1,
+    )
+    float_dir = write_artifact(tmp_path / "float", name, familiarity=familiarity)
+    card, out_dir = quantize(
+        float_dir,
+        tmp_path / "models",
+        Images(coloured(12, 0), "12 calibration images"),
+        Images(judged, "30 judged images", labels=np.arange(30) % 3),
+        Images(coloured(6, 2), "6 photos"),
+        recipe=Recipe(keep_float=()),
+    )
+    assert card.familiarity == familiarity
+    shift = card.metrics["familiarity"]
+    assert shift["images"] == 30
+    assert shift["float_unknown"] == pytest.approx(0.1, abs=1 / 30)
+    assert abs(shift["unknown"] - shift["float_unknown"]) <= 2 / 30
+    assert 0 < shift["median_relative_difference"] <= shift["max_relative_difference"] < 0.05
+    variant = OnnxModel.load(out_dir / ONNX_FILENAME)
+    assert variant.output_names == ["probabilities", "distance"]
 
 
 def test_badly_calibrated_variant_is_refused_and_nothing_is_written(
