@@ -5,7 +5,9 @@ convolutions into integer kernels. Calibration images go through the service's o
 preprocessing, as the card declares it. The variant is then compared with its float
 model on images calibration never saw (top-1 agreement, and accuracy where they are
 labelled), on sample photos (largest probability difference) and on CPU cost; it is
-written and registered only when it stays within :class:`Bounds`.
+written and registered only when it stays within :class:`Bounds`. Given the folds of a
+cross-validation of the float model's recipe, the same settings are applied to every
+fold's model and the accuracy is judged out of fold, on every image of the folder.
 """
 
 from __future__ import annotations
@@ -284,6 +286,8 @@ class CrossValidated:
     pooled: Judgement
     per_fold: list[Judgement]
     source: str
+    calibration: list[str]
+    """Each fold's calibration images."""
 
     def metrics(self) -> dict[str, object]:
         """The figures as the card's metrics hold a cross-validation."""
@@ -303,6 +307,7 @@ class CrossValidated:
             "lost": pooled.lost,
             "top1_agreement": pooled.top1_agreement,
             "fold_agreements": [fold.top1_agreement for fold in self.per_fold],
+            "calibration": self.calibration,
         }
 
 
@@ -335,7 +340,8 @@ def judge_folds(folds: Folds, input_name: str, recipe: Recipe, bounds: Bounds) -
         quantized_parts.append(quantized_out)
     labels = np.concatenate([fold.test.labels for fold in folds.folds])
     pooled = judge(np.concatenate(float_parts), np.concatenate(quantized_parts), labels, bounds)
-    return CrossValidated(pooled, per_fold, folds.source)
+    calibration = [fold.calibration.source for fold in folds.folds]
+    return CrossValidated(pooled, per_fold, folds.source, calibration)
 
 
 def _run(path: Path, pixels: np.ndarray) -> np.ndarray:

@@ -546,6 +546,10 @@ def test_cli_judges_the_recipe_on_the_folds_and_cards_the_out_of_fold_figures(
     assert cv["accuracy"] == q.accuracy and cv["top1_agreement"] == q.top1_agreement
     assert cv["float_fold_accuracies"] == [1.0, 1.0, 1.0] and len(cv["fold_accuracies"]) == 3
     assert cv["gained"] == 0 and cv["lost"] == round(-q.accuracy_delta * 30)
+    assert cv["calibration"] == [
+        f"12 of the {outside} images outside fold {number} (seed 0)"
+        for number, outside in ((1, 18), (2, 21), (3, 21))
+    ]
     low, high = cv["interval_95"]
     assert low <= q.accuracy <= high
     assert card.metrics["images"] == 9 and card.metrics["judged_on"] == (
