@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +31,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-register", action="store_true", help="do not add the artifact to the BentoML store"
     )
+
+
+def _regex(text: str) -> str:
+    """A regular expression, checked here so that a bad one is a usage error."""
+    try:
+        re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {error}") from error
+    return text
 
 
 def _yaml_value(text: str) -> object:
@@ -227,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
         "pooling and after); default both",
     )
     quantize.add_argument(
+        "--keep-float-layers",
+        nargs="+",
+        type=_regex,
+        default=[],
+        metavar="REGEX",
+        help="also leave in float every node whose name, or the name of one of its weights, "
+        "matches one of these regular expressions (e.g. 'block_1[1-6]_project')",
+    )
+    quantize.add_argument(
         "--reduce-range",
         action="store_true",
         help="7-bit weights: for CPUs with AVX2 but no VNNI, whose 8-bit kernels can saturate",
@@ -370,7 +389,10 @@ def _quantize(args: argparse.Namespace) -> int:
         return 2
     calibration, judged = split
     recipe = Recipe(
-        method=args.method, keep_float=tuple(args.keep_float), reduce_range=args.reduce_range
+        method=args.method,
+        keep_float=tuple(args.keep_float),
+        keep_float_layers=tuple(args.keep_float_layers),
+        reduce_range=args.reduce_range,
     )
     bounds = Bounds(min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     sample = photos(args.parity_images, card.preprocessing)

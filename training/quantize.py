@@ -13,6 +13,7 @@ fold's model and the accuracy is judged out of fold, on every image of the folde
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -76,10 +77,13 @@ class Bounds:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Quantizer settings: calibration method and the regions kept in float."""
+    """Quantizer settings: calibration method and what is kept in float."""
 
     method: str = "minmax"
     keep_float: tuple[str, ...] = REGIONS
+    keep_float_layers: tuple[str, ...] = ()
+    """Regular expressions: a node whose name, or the name of one of its weights, matches
+    one stays float (the graph's weights carry the Keras layer names)."""
     per_channel: bool = True
     reduce_range: bool = False
     percentile: float = 99.999
@@ -91,6 +95,7 @@ class Recipe:
             "per_channel": self.per_channel,
             "reduce_range": self.reduce_range,
             "keep_float": list(self.keep_float),
+            "keep_float_layers": list(self.keep_float_layers),
         }
         if self.method == "percentile":
             options["percentile"] = self.percentile
@@ -165,10 +170,35 @@ def float_regions(model: onnx.ModelProto) -> dict[str, list[str]]:
             if node.op_type != "Conv":
                 before.update(node.output)
     outputs = [tensor.name for tensor in graph.output]
-    head = _from_pooling(graph, outputs)
-    main = set(_from_pooling(graph, outputs[:1]))
-    extra = [name for name in _from_pooling(graph, outputs[1:]) if name not in main]
-    return {"stem": stem, "head": head, "extra_outputs": extra}
+    main, others = _ancestors(graph, outputs[:1]), _ancestors(graph, outputs[1:])
+    extra = [node.name for node in graph.node if node.name in others - main]
+    return {"stem": stem, "head": _from_pooling(graph, outputs), "extra_outputs": extra}
+
+
+def matching_nodes(model: onnx.ModelProto, patterns: tuple[str, ...]) -> list[str]:
+    """Names of the nodes whose name, or the name of one of whose weights, matches one of
+    the regular expressions ``patterns``; raises ``ValueError`` for one that matches none."""
+    weights = {tensor.name for tensor in model.graph.initializer}
+    found: dict[str, list[str]] = {pattern: [] for pattern in patterns}
+    for node in model.graph.node:
+        names = [node.name, *(name for name in node.input if name in weights)]
+        for pattern in patterns:
+            if any(re.search(pattern, name) for name in names):
+                found[pattern].append(node.name)
+    unmatched = [pattern for pattern, nodes in found.items() if not nodes]
+    if unmatched:
+        raise ValueError(f"no node or weight name matches {unmatched}")
+    return list(dict.fromkeys(name for nodes in found.values() for name in nodes))
+
+
+def _ancestors(graph: onnx.GraphProto, outputs: list[str]) -> set[str]:
+    """Names of the nodes that ``outputs`` depend on (the graph is topologically sorted)."""
+    needed, names = set(outputs), set()
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            names.add(node.name)
+            needed.update(node.input)
+    return names
 
 
 def _from_pooling(graph: onnx.GraphProto, outputs: list[str]) -> list[str]:
@@ -213,9 +243,12 @@ def quantize_graph(
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        regions = float_regions(onnx.load(str(prepared)))
+        graph = onnx.load(str(prepared))
+        regions = float_regions(graph)
         kept = [name for region in recipe.keep_float for name in regions[region]]
-        kept += [name for name in regions["extra_outputs"] if name not in kept]
+        for name in matching_nodes(graph, recipe.keep_float_layers) + regions["extra_outputs"]:
+            if name not in kept:
+                kept.append(name)
         extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
         if recipe.method == "percentile":
             extra["CalibPercentile"] = recipe.percentile
@@ -374,9 +407,9 @@ def familiarity_shift(
         "median_relative_difference": float(np.median(relative)),
         "max_relative_difference": float(relative.max()),
         "float_unknown": float(
-            np.mean(familiarity.familiarity(float_distances) < familiarity.flag_rate)
+            np.mean(familiarity.is_unknown(familiarity.familiarity(float_distances)))
         ),
-        "unknown": float(np.mean(familiarity.familiarity(distances) < familiarity.flag_rate)),
+        "unknown": float(np.mean(familiarity.is_unknown(familiarity.familiarity(distances)))),
     }
 
 

@@ -246,6 +246,23 @@ def test_quantized_variant_is_judged_and_carded(tmp_path: Path, name: str) -> No
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
+def test_layers_named_by_a_pattern_stay_float(tmp_path: Path) -> None:
+    path = tiny_convnet(tmp_path / "m.onnx")
+    out = tmp_path / "q.onnx"
+    recipe = Recipe(keep_float=(), keep_float_layers=("^w2$",))
+    assert quantize_graph(path, out, coloured(12, 0), "pixels", recipe) == ["conv2"]
+    graph = onnx.load(str(out)).graph
+    nodes = {node.name: node for node in graph.node}
+    made_by = {output: node.op_type for node in graph.node for output in node.output}
+    assert nodes["conv2"].input[1] == "w2"
+    assert made_by[nodes["conv1"].input[1]] == "DequantizeLinear"
+    assert recipe.options()["keep_float_layers"] == ["^w2$"]
+    with pytest.raises(ValueError, match=r"no node or weight name matches \['block_16'\]"):
+        quantize_graph(
+            path, out, coloured(12, 0), "pixels", Recipe(keep_float_layers=("block_16",))
+        )
+
+
 def test_a_variant_reports_how_far_its_familiarity_distance_moved(
     tmp_path: Path, name: str
 ) -> None:
@@ -254,7 +271,7 @@ def test_a_variant_reports_how_far_its_familiarity_distance_moved(
     distances = float_graph.run_outputs(judged, ["distance"])[0]
     familiarity = Familiarity(
         method="length of the pooled features",
-        statistics_images=30,
+        training_images=30,
         held_out="the judged images",
         held_out_images=30,
         held_out_distances=np.quantile(distances, np.linspace(0, 1, 101)).tolist(),
