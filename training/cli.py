@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +31,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-register", action="store_true", help="do not add the artifact to the BentoML store"
     )
+
+
+def _regex(text: str) -> str:
+    """A regular expression, checked here so that a bad one is a usage error."""
+    try:
+        re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {error}") from error
+    return text
 
 
 def _yaml_value(text: str) -> object:
@@ -193,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=None, help="a trained model's data folder, if it has moved"
     )
     quantize.add_argument(
+        "--cross-validation",
+        type=Path,
+        default=None,
+        metavar="CV_DIR",
+        help="a finished cross-validation of a trained model's recipe (python -m training cv): "
+        "each fold's model is quantized the same way, calibrated on images outside its fold, "
+        "and the accuracy bound applies to the pooled out-of-fold accuracy, INT8 vs float",
+    )
+    quantize.add_argument(
         "--calibration-images", type=int, default=200, help="images to calibrate on (200)"
     )
     quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
@@ -216,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=["stem", "head"],
         help="regions left in float: stem (up to the first convolutions), head (the global "
         "pooling and after); default both",
+    )
+    quantize.add_argument(
+        "--keep-float-layers",
+        nargs="+",
+        type=_regex,
+        default=[],
+        metavar="REGEX",
+        help="also leave in float every node whose name, or the name of one of its weights, "
+        "matches one of these regular expressions (e.g. 'block_1[1-6]_project')",
     )
     quantize.add_argument(
         "--reduce-range",
@@ -329,42 +357,73 @@ def _quantize(args: argparse.Namespace) -> int:
     from service.card import verify_artifact
     from service.settings import DEFAULT_MODEL
     from training import store
-    from training.calibration import photos, split_photos, split_training_data
+    from training.calibration import (
+        cross_validation_folds,
+        photos,
+        read_data,
+        split_photos,
+        split_training_data,
+    )
     from training.quantize import Bounds, QuantizationRefused, Recipe, quantize
 
     model = args.model or f"{DEFAULT_MODEL}:latest"
     model_dir = Path(model) if Path(model).is_dir() else store.artifact_path(model)
     card = verify_artifact(model_dir)
+    folds = None
     try:
         if args.calibration is not None:
+            if args.cross_validation is not None:
+                raise ValueError("--cross-validation judges on a trained model's own data")
             split = split_photos(
                 args.calibration, card.preprocessing, args.calibration_images, args.seed
             )
         else:
-            split = split_training_data(card, args.data, args.calibration_images, args.seed)
+            config, images = read_data(card, args.data)
+            split = split_training_data(config, images, args.calibration_images, args.seed)
+            if args.cross_validation is not None:
+                folds = cross_validation_folds(
+                    args.cross_validation, card, images, args.calibration_images, args.seed
+                )
     except ValueError as error:
         print(f"cannot quantize {card.tag}: {error}", file=sys.stderr)
         return 2
     calibration, judged = split
     recipe = Recipe(
-        method=args.method, keep_float=tuple(args.keep_float), reduce_range=args.reduce_range
+        method=args.method,
+        keep_float=tuple(args.keep_float),
+        keep_float_layers=tuple(args.keep_float_layers),
+        reduce_range=args.reduce_range,
     )
     bounds = Bounds(min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     sample = photos(args.parity_images, card.preprocessing)
     try:
         variant, out_dir = quantize(
-            model_dir, args.out, calibration, judged, sample, recipe=recipe, bounds=bounds
+            model_dir,
+            args.out,
+            calibration,
+            judged,
+            sample,
+            recipe=recipe,
+            bounds=bounds,
+            folds=folds,
         )
     except QuantizationRefused as refusal:
         print(f"refused {card.name}-int8, not registered: {refusal}", file=sys.stderr)
         return 1
+    except ValueError as error:
+        print(f"cannot quantize {card.tag}: {error}", file=sys.stderr)
+        return 2
     q = variant.quantization
     line = f"exported {variant.tag} to {out_dir}: top-1 agreement {q.top1_agreement:.2%}"
     if q.accuracy is not None:
-        line += f", accuracy {q.accuracy:.2%} vs float {q.float_accuracy:.2%}"
+        line += (
+            f", accuracy {q.accuracy:.2%} vs float {q.float_accuracy:.2%} "
+            f"({100 * q.accuracy_delta:+.2f} points)"
+        )
+    where = "out-of-fold images" if folds is not None else "images"
     speed = q.speed
     print(
-        f"{line} on {q.judged_images} images; {speed.quantized_core_ms:.2f} vs "
+        f"{line} on {q.judged_images} {where}; {speed.quantized_core_ms:.2f} vs "
         f"{speed.float_core_ms:.2f} core-ms per image ({speed.speedup:.2f}x, {speed.cpu})"
     )
     if not args.no_register:
