@@ -212,15 +212,21 @@ class Controller(Generic[M]):
 
     def _follow(self) -> None:
         """Apply each new generation; one whose apply or report failed is tried again at
-        the next poll (its error logged once)."""
+        the next poll (its error logged once). The file is read again only once it has been
+        replaced."""
         last_error = ""
+        applied = None  # the stamp of the desired-state file last read and applied
         while not self._stop.is_set():
             self._wake.wait(self._poll_s)
             self._wake.clear()
             try:
+                stamp = self.control.desired_stamp()
+                if stamp is not None and stamp == applied:
+                    continue  # unchanged: not read again (a stat instead of opens and a parse)
                 desired = self.control.read()
                 if desired.generation != self._reported:
                     self.reconcile(desired)
+                applied = stamp
             except Exception as error:
                 if str(error) != last_error:
                     logger.exception("could not follow the desired model state; retrying")

@@ -144,6 +144,16 @@ class ControlDir:
             self._write(DESIRED, json.dumps(asdict(desired)))
             return desired
 
+    def desired_stamp(self) -> tuple[int, int] | None:
+        """What changes whenever the desired-state file is replaced (its inode and
+        modification time; one ``stat``), or ``None`` when it cannot be seen. Only a hint
+        to read again: :meth:`read` still goes through the checked folder."""
+        try:
+            info = os.stat(self.path / DESIRED, follow_symlinks=False)
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
+
     def read(self) -> Desired:
         raw = json.loads(self._read(DESIRED))
         return Desired(raw["generation"], raw["models"], raw.get("requested", {}))
