@@ -76,8 +76,9 @@ class Settings(BaseSettings):
         -1,
         ge=-1,
         le=1_000_000,
-        description="longest a request waits for company before its batch runs (microseconds); "
-        "0: never wait; -1: 0 on CPU, 2000 on GPU",
+        description="longest a request waits for company before its batch runs (microseconds), "
+        "and only while other admitted requests are being preprocessed; 0: never wait; -1: 0 "
+        "on CPU, 2000 on GPU",
     )
     max_inflight: int = Field(
         64,

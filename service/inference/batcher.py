@@ -7,7 +7,9 @@ learned from past batches:
 - a single request is queued with a deadline (``timeout_s``); one that waits longer is
   expired and refused, never run late;
 - a batch is released as soon as the runner is free and either ``max_batch_size``
-  requests wait or the oldest has waited ``max_queue_delay_s`` (0: never wait for company);
+  requests wait, or no other request is on its way (``incoming``: admitted, still being
+  preprocessed), or the oldest has waited ``max_queue_delay_s`` (0: never wait for
+  company); a lone request is never held for company that is not coming;
 - a long job (a detection request) is run one bounded step at a time, alternating with
   batches, so it never stalls classification behind it; one job's steps never run at
   once on two runner threads.
@@ -78,6 +80,8 @@ class Scheduler(Generic[T]):
     timeout_s: float
     queue: deque[Pending[T]] = field(default_factory=deque)
     jobs: deque[Job] = field(default_factory=deque)
+    incoming: int = 0
+    """Requests on their way: admitted, not yet submitted; the caller keeps the count."""
     _batch_turn: bool = True
 
     def __post_init__(self) -> None:
@@ -148,8 +152,9 @@ class Scheduler(Generic[T]):
         return len(self.queue) + len(self.jobs)
 
     def _batch_ready(self, now: float) -> bool:
-        """Full, or the oldest request has waited its delay."""
+        """Full, no company on its way, or the oldest request has waited its delay."""
         if not self.queue:
             return False
         full = len(self.queue) >= self.max_batch_size
-        return full or now >= self.queue[0].enqueued + self.max_queue_delay_s
+        waited = now >= self.queue[0].enqueued + self.max_queue_delay_s
+        return full or self.incoming <= 0 or waited

@@ -15,7 +15,7 @@ import numpy as np
 from service.card import ONNX_FILENAME, ModelCard, verify_artifact
 from service.devices import gpu_count
 from service.inference.batcher import Scheduler
-from service.inference.runner import Runner
+from service.inference.runner import OnTheWay, Runner
 from service.inference.sessions import OnnxModel
 from service.settings import Settings
 
@@ -117,9 +117,10 @@ class ServedModel:
             score(self.classifier, _outputs(self.card), pixels)
         self.runner.observe_batch(size, time.perf_counter() - started)
 
-    async def classify(self, pixels: np.ndarray) -> Scores:
-        """One (H, W, 3) uint8 input → its scores, batched with concurrent requests."""
-        return await self.runner.infer(pixels)
+    async def classify(self, pixels: np.ndarray, announced: OnTheWay | None = None) -> Scores:
+        """One (H, W, 3) uint8 input → its scores, batched with concurrent requests;
+        ``announced`` if it was announced with ``runner.on_the_way``."""
+        return await self.runner.infer(pixels, announced)
 
     async def run_job(self, steps: Iterator[Any]) -> Any:
         """A detection job, a bounded step per turn between classification batches."""

@@ -105,11 +105,15 @@ class Pipeline:
         where: Where | None = None,
     ) -> Classified:
         """Classify encoded images: each is checked against the limits, decoded and
-        preprocessed as the card says, then batched with concurrent requests. An error about
-        one image names it with ``where``."""
+        preprocessed as the card says, then batched with concurrent requests. The runner
+        knows they are on their way while they are preprocessed, so a batch waits for them
+        and for nothing else. An error about one image names it with ``where``."""
         card = model.card
         started = time.perf_counter()
-        with self.admitted(model, len(images), len(images)):
+        with (
+            self.admitted(model, len(images), len(images)),
+            model.runner.on_the_way(len(images)) as announced,
+        ):
             pixels = await asyncio.gather(
                 *(
                     self._prepare(card, data, position, where)
@@ -117,7 +121,7 @@ class Pipeline:
                 )
             )
             preprocessed = time.perf_counter()
-            rows = await asyncio.gather(*(model.classify(p) for p in pixels))
+            rows = await asyncio.gather(*(model.classify(p, announced) for p in pixels))
         finished = time.perf_counter()
         probabilities = np.stack([row.probabilities for row in rows])
         for row in probabilities:

@@ -47,6 +47,14 @@ class _Call:
 
 
 @dataclass(eq=False)
+class OnTheWay:
+    """Images announced to a runner while they are preprocessed (see
+    :meth:`Runner.on_the_way`); each submitted image takes one off."""
+
+    images: int
+
+
+@dataclass(eq=False)
 class _Item:
     pixels: np.ndarray
     call: _Call
@@ -89,8 +97,27 @@ class Runner:
         for thread in self._threads:
             thread.start()
 
-    async def infer(self, pixels: np.ndarray) -> np.ndarray:
-        """One (H, W, C) input → its output row, batched with concurrent requests."""
+    @contextlib.contextmanager
+    def on_the_way(self, images: int) -> Iterator[OnTheWay]:
+        """Announce ``images`` that will be submitted once preprocessed: while any is on its
+        way, a queued request waits for it (up to the batcher's delay); with none, a queued
+        request runs at once. Images not submitted by the end of the block (their
+        preprocessing failed) are withdrawn."""
+        announced = OnTheWay(images)
+        with self._wakeup:
+            self._scheduler.incoming += images
+        try:
+            yield announced
+        finally:
+            if announced.images:
+                with self._wakeup:
+                    self._scheduler.incoming -= announced.images
+                    announced.images = 0
+                    self._wakeup.notify()
+
+    async def infer(self, pixels: np.ndarray, announced: OnTheWay | None = None) -> np.ndarray:
+        """One (H, W, C) input → its output row, batched with concurrent requests; an
+        ``announced`` image arrives (see :meth:`on_the_way`)."""
         call = self._call()
         with self._wakeup:
             self._refuse_if_closing()
@@ -98,6 +125,10 @@ class Runner:
                 self._scheduler.submit(_Item(pixels, call), self._clock())
             except QueueFull as error:
                 raise Overloaded(f"{self.name}: {error}; retry shortly") from None
+            finally:
+                if announced is not None and announced.images:
+                    announced.images -= 1
+                    self._scheduler.incoming -= 1
             self._wakeup.notify()
         return await call.future
 

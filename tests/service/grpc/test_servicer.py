@@ -239,7 +239,7 @@ def test_a_call_past_its_deadline_is_cancelled_and_gives_back_its_place(
 ) -> None:
     model = endpoint.worker.models.get("colours")
 
-    async def slow(pixels: np.ndarray) -> np.ndarray:
+    async def slow(pixels: np.ndarray, announced: object = None) -> np.ndarray:
         await asyncio.sleep(30)
         raise AssertionError("cancelled before")
 
@@ -261,7 +261,7 @@ def test_drain_finishes_accepted_calls_and_refuses_new_ones(
     model = endpoint.worker.models.get("colours")
     classify = model.classify
 
-    async def slow(pixels: np.ndarray) -> np.ndarray:
+    async def slow(pixels: np.ndarray, announced: object = None) -> np.ndarray:
         await asyncio.sleep(1)
         return await classify(pixels)
 

@@ -32,16 +32,36 @@ def test_a_batch_never_exceeds_the_maximum_and_keeps_arrival_order() -> None:
     assert items(queue.next(now=0.0)) == ["e", "f"]
 
 
-def test_with_a_delay_a_lone_request_waits_for_company_until_the_delay_ends() -> None:
+def test_with_a_delay_a_request_waits_for_company_on_its_way_until_the_delay_ends() -> None:
     queue = scheduler(max_queue_delay_s=0.002)
+    queue.incoming = 2
     queue.submit("a", now=10.0)
     assert queue.next(now=10.001) == Wait(10.002)
+    queue.incoming -= 1
     queue.submit("b", now=10.001)
+    assert queue.next(now=10.0015) == Wait(10.002)
     assert items(queue.next(now=10.002)) == ["a", "b"]
+
+
+def test_a_lone_request_runs_at_once_when_no_company_is_on_its_way() -> None:
+    queue = scheduler(max_queue_delay_s=1.0)
+    queue.submit("a", now=10.0)
+    assert items(queue.next(now=10.0)) == ["a"]
+
+
+def test_the_batch_runs_as_soon_as_the_last_request_on_its_way_arrives() -> None:
+    queue = scheduler(max_queue_delay_s=1.0)
+    queue.incoming = 1
+    queue.submit("a", now=10.0)
+    assert queue.next(now=10.1) == Wait(11.0)
+    queue.incoming -= 1
+    queue.submit("b", now=10.2)
+    assert items(queue.next(now=10.2)) == ["a", "b"]
 
 
 def test_a_full_batch_runs_without_waiting_for_the_delay() -> None:
     queue = scheduler(max_queue_delay_s=1.0)
+    queue.incoming = 10
     for name in "abcd":
         queue.submit(name, now=0.0)
     assert items(queue.next(now=0.0)) == ["a", "b", "c", "d"]

@@ -159,3 +159,60 @@ def test_the_cost_per_image_follows_measured_batches() -> None:
     finally:
         runner.close()
         runner.join(5)
+
+
+def recording_sizes(sizes: list[int]):
+    def run(batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        return channel_sums(batch)
+
+    return run
+
+
+def test_a_lone_request_never_waits_for_company_that_is_not_coming() -> None:
+    sizes: list[int] = []
+    runner = make_runner(recording_sizes(sizes), max_queue_delay_s=2.0)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with runner.on_the_way(1) as announced:
+            await runner.infer(image(1), announced)
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 1.0  # the 2 s delay would have held it
+    assert sizes == [1]
+
+
+def test_a_queued_request_waits_for_the_images_on_their_way() -> None:
+    sizes: list[int] = []
+    runner = make_runner(recording_sizes(sizes), max_queue_delay_s=2.0)
+
+    async def scenario() -> list[object]:
+        with runner.on_the_way(3) as announced:
+            first = asyncio.ensure_future(runner.infer(image(1), announced))
+            await asyncio.sleep(0.1)  # the other two are still being preprocessed
+            rest = [runner.infer(image(v), announced) for v in (2, 3)]
+            return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(scenario())
+    assert [float(result[0]) for result in results] == [4, 8, 12]
+    assert sizes == [3]
+
+
+def test_images_whose_preprocessing_failed_are_no_longer_waited_for() -> None:
+    sizes: list[int] = []
+    runner = make_runner(recording_sizes(sizes), max_queue_delay_s=2.0)
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(runner.infer(image(1)))
+        with pytest.raises(ValueError), runner.on_the_way(2):
+            await asyncio.sleep(0.05)
+            raise ValueError("a corrupt upload")
+        started = loop.time()
+        await waiting
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 1.0
+    assert sizes == [1]
