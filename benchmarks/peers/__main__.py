@@ -1,9 +1,11 @@
 """Argos beside KServe's and LitServe's Python model servers, serving the same ``model.onnx``
 with the same preprocessing (Argos's own), the same layout (two workers, one onnxruntime
 thread each, batches of up to 8 after a wait of up to 2 ms where the server batches) and
-the same closed-loop load, one server at a time:
+the same closed-loop load. All the servers start at once and are loaded one at a time, each
+concurrency taking turns across them, for ``--rounds`` rounds, so that a drift of the
+machine touches them alike (the summary gives each figure's median over the rounds):
 
-    python -m benchmarks.peers [--duration 15] [--warmup 3] [--servers argos,kserve]
+    python -m benchmarks.peers [--duration 15] [--warmup 3] [--servers argos,kserve] [--rounds 3]
 
 The peers run under ``--peer-python`` (default ``.venv-peers/bin/python``, made with
 ``python3.11 -m venv .venv-peers && .venv-peers/bin/pip install -e '.[peers]'``).
@@ -13,20 +15,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Sequence
+from operator import attrgetter, methodcaller
 from pathlib import Path
 
 import httpx
 
 from benchmarks.peers.images import default_image
-from benchmarks.peers.loadgen import Level, closed_loop
+from benchmarks.peers.loadgen import Call, Level, closed_loop
 from benchmarks.peers.proc import tree_cpu_seconds
 from benchmarks.peers.servers import (
     NAMES,
     Layout,
     Model,
+    Running,
     Server,
     Top,
     check_peer_python,
@@ -70,6 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=REPO / ".venv-peers/bin/python",
         help="the interpreter of the environment with the peers extra",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times each server is measured, in turns"
+    )
     parser.add_argument("--workers", type=int, default=Layout.workers, help="per server")
     parser.add_argument(
         "--batch-wait-ms",
@@ -80,38 +89,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def first_answer(running: Running, call: Call, server: Server) -> Top:
+    """Check that ``server`` answers one request, and what its top label is."""
+    reply = httpx.post(running.url + call.path, content=call.body, headers=call.headers, timeout=60)
+    reply.raise_for_status()
+    return server.top(reply.json())
+
+
 def measure(
-    server: Server, model: Model, layout: Layout, image: bytes, args: argparse.Namespace
-) -> tuple[Top, list[Level]]:
-    """Start ``server``, check its answer to one request, then run each concurrency."""
-    call = server.call(image, model)
-    with server.serve(model, layout) as running:
-        reply = httpx.post(
-            running.url + call.path, content=call.body, headers=call.headers, timeout=60
+    name: str, running: Running, call: Call, clients: int, args: argparse.Namespace
+) -> Level:
+    """One concurrency on one server: warm up, then measure a window."""
+    level = asyncio.run(
+        closed_loop(
+            running.url,
+            call,
+            clients,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            server_cpu=lambda: tree_cpu_seconds(running.pid),
         )
-        reply.raise_for_status()
-        top = server.top(reply.json())
-        levels = []
-        for clients in args.concurrency:
-            level = asyncio.run(
-                closed_loop(
-                    running.url,
-                    call,
-                    clients,
-                    warmup_s=args.warmup,
-                    duration_s=args.duration,
-                    server_cpu=lambda: tree_cpu_seconds(running.pid),
-                )
-            )
-            print(f"  {server.name} c={clients}: {level.rps:.1f} req/s", flush=True)
-            levels.append(level)
-    return top, levels
+    )
+    print(f"  {name} c={clients}: {level.rps:.1f} req/s", flush=True)
+    return level
 
 
-def detail_table(results: dict[str, list[Level]], cores: int) -> str:
+Rounds = list[list[Level]]
+"""One server's levels, per round."""
+
+
+def detail_table(results: dict[str, Rounds], cores: int) -> str:
     rows = [
         [
             name,
+            number,
             level.clients,
             level.rps,
             level.errors,
@@ -121,29 +132,44 @@ def detail_table(results: dict[str, list[Level]], cores: int) -> str:
             f"{100 * level.other_share(cores):.0f}%",
             _statuses(level),
         ]
-        for name, levels in results.items()
+        for name, rounds in results.items()
+        for number, levels in enumerate(rounds, start=1)
         for level in levels
     ]
-    header = ["server", "clients", "req/s", "errors", "p50 ms", "p99 ms"]
+    header = ["server", "round", "clients", "req/s", "errors", "p50 ms", "p99 ms"]
     header += ["server core-ms/req", "other", "replies"]
     return table(header, rows)
 
 
-def summary_table(results: dict[str, list[Level]]) -> str:
-    """The comparison in one Markdown row per server: the first concurrency's throughput,
-    p50 and CPU per request; the middle ones' throughput and CPU; the last one's
-    throughput of 200s, errors and p99."""
-    first, *middle, last = next(iter(results.values()))
+def summary_table(results: dict[str, Rounds]) -> str:
+    """The comparison in one Markdown row per server, each figure the median over the
+    rounds: the first concurrency's throughput, p50 and CPU per request; the middle ones'
+    throughput and CPU; the last one's throughput of 200s, errors and p99."""
+    first, *middle, last = next(iter(results.values()))[0]
     header = [f"{_clients(first)}: req/s, p50 ms, server core-ms/req"]
     header += [f"{_clients(level)}: req/s, core-ms/req" for level in middle]
     header += [f"{_clients(last)}: req/s of 200s, errors, p99 ms"]
     lines = ["| server | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    for name, (first, *middle, last) in results.items():
-        cells = [_figures(first.rps, first.percentile_ms(50), first.server_core_ms)]
-        cells += [_figures(level.rps, level.server_core_ms) for level in middle]
-        cells += [f"{_figures(last.rps)}, {last.errors}, {_figures(last.percentile_ms(99))}"]
+    for name, rounds in results.items():
+        per_level = list(zip(*rounds, strict=True))  # each level's measurements, per round
+        first, *middle, last = per_level
+        cells = [_medians(first, _rps, _p50, _core_ms)]
+        cells += [_medians(level, _rps, _core_ms) for level in middle]
+        cells += [_medians(last, _rps, _errors, _p99)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+_rps = attrgetter("rps")
+_core_ms = attrgetter("server_core_ms")
+_errors = attrgetter("errors")
+_p50 = methodcaller("percentile_ms", 50)
+_p99 = methodcaller("percentile_ms", 99)
+
+
+def _medians(rounds: Sequence[Level], *figures: Callable[[Level], float]) -> str:
+    """Each figure's median over the rounds of one level."""
+    return _figures(*(statistics.median(figure(level) for level in rounds) for figure in figures))
 
 
 def _clients(level: Level) -> str:
@@ -170,10 +196,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     cores = os.cpu_count() or 1
     print(f"{model.tag} ({model.artifact}), {image_path.name} ({len(image):,} bytes), {layout}")
     print(f"load average {os.getloadavg()[0]:.1f} on {cores} cores at the start")
-    chosen = servers(args.peer_python)
-    results, tops = {}, {}
-    for name in args.servers:
-        tops[name], results[name] = measure(chosen[name], model, layout, image, args)
+    chosen = {name: servers(args.peer_python)[name] for name in args.servers}
+    calls = {name: server.call(image, model) for name, server in chosen.items()}
+    results: dict[str, Rounds] = {name: [[] for _ in range(args.rounds)] for name in chosen}
+    with contextlib.ExitStack() as stack:
+        running = {
+            name: stack.enter_context(server.serve(model, layout))
+            for name, server in chosen.items()
+        }
+        tops = {name: first_answer(running[name], calls[name], chosen[name]) for name in chosen}
+        for number in range(args.rounds):
+            for clients in args.concurrency:
+                for name in chosen:
+                    level = measure(name, running[name], calls[name], clients, args)
+                    results[name][number].append(level)
     print()
     print(detail_table(results, cores))
     print("req/s, p50, p99 and core-ms/req count 200 replies only; errors: all other replies;")

@@ -1,5 +1,5 @@
 """The pure helpers of ``python -m benchmarks.peers``: CPU accounting from /proc, CPU and
-throughput per 200 reply, and the choice of photo."""
+throughput per 200 reply, the summary over rounds, and the choice of photo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.peers.__main__ import summary_table
 from benchmarks.peers.images import pick_image
 from benchmarks.peers.loadgen import Level
 from benchmarks.peers.proc import (
@@ -91,6 +92,23 @@ def test_cpu_and_throughput_count_200_replies_only() -> None:
     assert (level.ok, level.errors, level.rps) == (100, 302, 50.0)
     assert level.server_core_ms == pytest.approx(8.0)
     assert level.other_share(cores=2) == pytest.approx(0.5)
+
+
+def level(clients: int, ok: int, server_cpu_s: float) -> Level:
+    latencies = np.full(ok, 10.0)
+    return Level(clients, 10.0, {200: ok}, latencies, server_cpu_s, 0.0, server_cpu_s)
+
+
+def test_the_summary_gives_each_figure_its_median_over_the_rounds() -> None:
+    rounds = [
+        [level(1, 100, 0.9), level(8, 300, 3.0)],
+        [level(1, 120, 2.4), level(8, 310, 3.1)],  # a disturbed round: 20 core-ms
+        [level(1, 110, 1.1), level(8, 290, 2.9)],
+    ]
+    row = summary_table({"argos": rounds}).splitlines()[-1]
+    # median req/s 11.0, p50 10.0, core-ms/req median of 9.0, 20.0 and 10.0; 8 clients:
+    # median req/s 30.0, no errors, p99 10.0
+    assert row == "| argos | 11.0, 10.0, 10.0 | 30.0, 0.0, 10.0 |"
 
 
 def test_the_photo_is_the_jpeg_nearest_720p_else_the_largest() -> None:
