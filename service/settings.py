@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         description="decoded bytes one upload may cost: width x height x bands x bytes per "
         "sample of the frame read, checked before decoding",
     )
+    inline_max_decoded_bytes: int = Field(
+        8 << 20,
+        ge=0,
+        description="a lone upload on an idle worker whose decoded frame is at most this "
+        "many bytes is preprocessed and run on the event loop, without thread hops (it "
+        "holds the loop for one small image's work); 0: always use the threads",
+    )
     workers: int = Field(0, ge=0, le=64, description="worker processes; 0: one per core or GPU")
     instances: int = Field(
         1, ge=1, le=64, description="runner threads per model and worker, sharing one queue"

@@ -107,21 +107,33 @@ class Pipeline:
         """Classify encoded images: each is checked against the limits, decoded and
         preprocessed as the card says, then batched with concurrent requests. The runner
         knows they are on their way while they are preprocessed, so a batch waits for them
-        and for nothing else. An error about one image names it with ``where``."""
+        and for nothing else. A lone small upload on an idle worker is run on the event loop
+        (:meth:`_prepare_here`). An error about one image names it with ``where``."""
         card = model.card
         started = time.perf_counter()
+        alone = (
+            len(images) == 1
+            and self.settings.inline_max_decoded_bytes > 0
+            and not self.admission.inflight
+            and model.runner.idle
+        )
         with (
             self.admitted(model, len(images), len(images)),
             model.runner.on_the_way(len(images)) as announced,
         ):
-            pixels = await asyncio.gather(
-                *(
-                    self._prepare(card, data, position, where)
-                    for position, data in enumerate(images)
+            pixels = self._prepare_here(card, images[0]) if alone else None
+            if pixels is not None:
+                preprocessed = time.perf_counter()
+                rows = [model.runner.run_here(pixels)]
+            else:
+                pixels = await asyncio.gather(
+                    *(
+                        self._prepare(card, data, position, where)
+                        for position, data in enumerate(images)
+                    )
                 )
-            )
-            preprocessed = time.perf_counter()
-            rows = await asyncio.gather(*(model.classify(p, announced) for p in pixels))
+                preprocessed = time.perf_counter()
+                rows = await asyncio.gather(*(model.classify(p, announced) for p in pixels))
         finished = time.perf_counter()
         probabilities = np.stack([row.probabilities for row in rows])
         for row in probabilities:
@@ -145,6 +157,23 @@ class Pipeline:
     @staticmethod
     def observe(endpoint: str, times: StageTimes) -> None:
         metrics.observe_stages(endpoint, preprocess=times.preprocess_s, inference=times.inference_s)
+
+    def _prepare_here(self, card: ModelCard, data: bytes) -> np.ndarray | None:
+        """A lone upload on an idle worker, preprocessed on the event loop when its decoded
+        frame is small (``inline_max_decoded_bytes``): a hop to a thread and back costs
+        more than such an image's work. None when it is not small (the header tells, before
+        any pixel is decoded); its errors, and a bad upload's, are then the threads' to
+        give."""
+        limit = min(self.settings.inline_max_decoded_bytes, self.settings.max_decoded_bytes)
+        try:
+            return prepare_bytes(
+                data,
+                card.preprocessing,
+                max_pixels=self.settings.max_image_pixels,
+                max_decoded_bytes=limit,
+            )
+        except ArgosError:
+            return None
 
     async def _prepare(
         self, card: ModelCard, data: bytes, position: int, where: Where | None

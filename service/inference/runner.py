@@ -2,7 +2,8 @@
 
 The :class:`~service.inference.batcher.Scheduler` decides what runs next; this module
 only moves work between the event loop and the thread. onnxruntime releases the GIL while
-it computes, so the event loop keeps serving HTTP meanwhile.
+it computes, so the event loop keeps serving HTTP meanwhile. A lone request on an idle
+worker may instead run on the caller's thread (:meth:`Runner.run_here`): no thread hop.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Runner:
         self._wakeup = threading.Condition()
         self._closing = False
         self._instances = instances
+        self._busy = 0  # batches, steps and run_here calls running now
         self.seconds_per_item = 0.0
         """Running estimate of one image's wall time in ``run_batch`` (batches of any size)."""
         self._threads = [
@@ -131,6 +133,29 @@ class Runner:
                     self._scheduler.incoming -= 1
             self._wakeup.notify()
         return await call.future
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, running or on its way: a request now would run at once."""
+        return not self._busy and not len(self._scheduler) and self._scheduler.incoming <= 0
+
+    def run_here(self, pixels: np.ndarray) -> Any:
+        """One (H, W, C) input → its output row, run on the calling thread as a batch of one,
+        counted and timed like any batch; for a lone request on an idle worker, where a
+        hop to the runner thread and back costs more than it saves."""
+        with self._wakeup:
+            self._refuse_if_closing()
+            self._busy += 1
+        try:
+            metrics.BATCH_SIZE.labels(model=self.name).observe(1)
+            started = time.perf_counter()
+            output = self._run_batch(pixels[None])[0]
+            self.observe_batch(1, time.perf_counter() - started)
+            return output
+        finally:
+            with self._wakeup:
+                self._busy -= 1
+                self._wakeup.notify()
 
     async def run_job(self, steps: Iterator[Any]) -> Any:
         """Run a long job a step per turn, between batches; returns its return value."""
@@ -189,10 +214,14 @@ class Runner:
     def _loop(self) -> None:
         _name_os_thread(f"{THREAD_NAME_PREFIX}{self.name}")
         while (decision := self._next()) is not None:
-            if isinstance(decision, Batch):
-                self._run(decision.requests)
-            else:
-                self._step(decision.job)
+            try:
+                if isinstance(decision, Batch):
+                    self._run(decision.requests)
+                else:
+                    self._step(decision.job)
+            finally:
+                with self._wakeup:
+                    self._busy -= 1
 
     def _next(self) -> Batch[_Item] | Step | None:
         """Wait for work; None once closed and empty."""
@@ -204,8 +233,12 @@ class Runner:
                     pending.item.call.answer(error=_queue_timeout(self.name, waited))
                 for job in self._scheduler.expire_jobs(now):
                     job.ticket.answer(error=_queue_timeout(self.name, self._scheduler.timeout_s))
+                if self._busy >= self._instances:  # run_here holds the last place
+                    self._wakeup.wait()
+                    continue
                 decision = self._scheduler.next(now)
                 if not isinstance(decision, Wait):
+                    self._busy += 1
                     return decision
                 if self._closing and not len(self._scheduler):
                     self._wakeup.notify_all()  # the other instances end too

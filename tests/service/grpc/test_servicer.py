@@ -235,8 +235,9 @@ def test_the_admin_key_loads_lists_and_unloads(endpoint: Endpoint) -> None:
 
 
 def test_a_call_past_its_deadline_is_cancelled_and_gives_back_its_place(
-    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+    make_endpoint: MakeEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    endpoint = make_endpoint(inline_max_decoded_bytes=0)  # the runner's path: slowed below
     model = endpoint.worker.models.get("colours")
 
     async def slow(pixels: np.ndarray, announced: object = None) -> np.ndarray:
@@ -256,8 +257,9 @@ def test_a_call_past_its_deadline_is_cancelled_and_gives_back_its_place(
 
 
 def test_drain_finishes_accepted_calls_and_refuses_new_ones(
-    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+    make_endpoint: MakeEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    endpoint = make_endpoint(inline_max_decoded_bytes=0)  # the runner's path: slowed below
     model = endpoint.worker.models.get("colours")
     classify = model.classify
 

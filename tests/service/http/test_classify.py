@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -224,7 +225,8 @@ UPLOAD_ROUTES += ["/detect/render"]
 def test_every_way_out_of_an_upload_route_gives_the_model_and_the_bytes_back(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, path: str, outcome: str
 ) -> None:
-    app = make_client(served={DENSE_MODEL: ["1"]}).app
+    # Uploads go to the threads (not the event loop), whose hand-off fails below.
+    app = make_client(served={DENSE_MODEL: ["1"]}, inline_max_decoded_bytes=0).app
     worker = app.state.worker
     leases = _LeaseCount(worker.models)
     monkeypatch.setattr(worker.models, "lease", leases.lease)
@@ -245,7 +247,7 @@ def test_every_way_out_of_an_upload_route_gives_the_model_and_the_bytes_back(
 def test_a_client_that_goes_away_gives_the_model_and_the_bytes_back(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = make_client().app
+    app = make_client(inline_max_decoded_bytes=0).app  # the threads' path, held below
     worker = app.state.worker
     leases = _LeaseCount(worker.models)
     monkeypatch.setattr(worker.models, "lease", leases.lease)
@@ -295,3 +297,49 @@ def test_a_client_that_goes_away_gives_the_model_and_the_bytes_back(
     open_meanwhile, bytes_meanwhile, open_after, bytes_after = asyncio.run(scenario())
     assert open_meanwhile == 1 and bytes_meanwhile > 0
     assert (open_after, bytes_after) == (0, 0)
+
+
+def _threads_running(model: ServedModel, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads on which ``model``'s classifier graph runs from now on."""
+    names: list[str] = []
+    run_outputs = model.classifier.run_outputs
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        names.append(threading.current_thread().name)
+        return run_outputs(*args, **kwargs)
+
+    monkeypatch.setattr(model.classifier, "run_outputs", recorded)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("settings", "on_runner"),
+    [
+        ({}, False),
+        ({"inline_max_decoded_bytes": 100}, True),
+        ({"inline_max_decoded_bytes": 0}, True),
+    ],
+    ids=["small", "over the inline limit", "inline off"],
+)
+def test_a_lone_small_upload_on_an_idle_worker_runs_without_thread_hops(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, settings: dict, on_runner: bool
+) -> None:
+    client = make_client(**settings)
+    model = client.app.state.worker.models.get("colours")
+    threads = _threads_running(model, monkeypatch)
+    body = png((200, 30, 30))  # 16 x 16: 768 decoded bytes
+    reply = client.post("/classify", content=body, headers={"Content-Type": "image/png"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["predictions"][0]["label"] == "red"
+    assert [name.startswith("runner-") for name in threads] == [on_runner]
+
+
+def test_a_bad_upload_tried_on_the_event_loop_gets_the_same_clear_4xx(
+    make_client: MakeClient,
+) -> None:
+    for inline in (8 << 20, 0):
+        client = make_client(inline_max_decoded_bytes=inline)
+        body = png((1, 2, 3))[:40]
+        reply = client.post("/classify", content=body, headers={"Content-Type": "image/png"})
+        assert reply.status_code == 422, reply.text
+        assert reply.json()["error"] == "invalid_image"

@@ -216,3 +216,34 @@ def test_images_whose_preprocessing_failed_are_no_longer_waited_for() -> None:
 
     assert asyncio.run(scenario()) < 1.0
     assert sizes == [1]
+
+
+def test_run_here_runs_on_the_caller_and_the_runner_waits_for_it() -> None:
+    order: list[str] = []
+    release = threading.Event()
+
+    def recorded(batch: np.ndarray) -> np.ndarray:
+        order.append(threading.current_thread().name)
+        if threading.current_thread().name == "caller":
+            release.wait(5)
+        return channel_sums(batch)
+
+    runner = make_runner(recorded)
+
+    async def scenario() -> list[object]:
+        assert runner.idle
+        here = threading.Thread(target=lambda: runner.run_here(image(1)), name="caller")
+        here.start()
+        await asyncio.sleep(0.05)
+        assert not runner.idle
+        queued = asyncio.ensure_future(runner.infer(image(2)))
+        await asyncio.sleep(0.1)
+        assert order == ["caller"]  # the runner's one place is held
+        release.set()
+        here.join(5)
+        return [await queued]
+
+    [result] = asyncio.run(scenario())
+    assert float(result[0]) == 8
+    assert order == ["caller", "runner-test-0"]
+    assert runner.idle
