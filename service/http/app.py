@@ -16,6 +16,7 @@ from service.errors import ArgosError, InvalidParameter
 from service.http import classify, detect, models, pages
 from service.http.auth import Access
 from service.http.failures import UnexpectedErrors
+from service.http.in_progress import RequestsInProgress
 from service.http.route_labels import endpoint_of
 from service.http.schemas import ErrorResponse
 from service.http.v2 import routes as v2
@@ -43,6 +44,7 @@ def create_app(worker: Worker | None = None) -> FastAPI:
     app.add_exception_handler(ArgosError, _argos_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_middleware(UnexpectedErrors)
+    app.add_middleware(RequestsInProgress, api=app)
     return app
 
 

@@ -83,7 +83,7 @@ async def _classify(
         )
         explanation = _explanation(explained, card)
     else:
-        result = await worker.pipeline.classify(model, [data], endpoint="classify")
+        result = await worker.pipeline.classify(model, [data], endpoint="classify", inline=True)
         probabilities, times = result.probabilities[0], result.times
         familiar = result.familiar[0] if result.familiar else None
     return ClassifyResponse(

@@ -43,6 +43,7 @@ class Admission:
         self.budget_s = budget_s
         self.inflight = 0
         self.work_s = 0.0  # expected runner seconds of the work held
+        self.requests = 0  # HTTP requests in progress, bodies still arriving included
         self.draining = False
         self._clock = clock
         self._second = math.floor(clock())

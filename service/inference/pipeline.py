@@ -103,20 +103,17 @@ class Pipeline:
         *,
         endpoint: str,
         where: Where | None = None,
+        inline: bool = False,
     ) -> Classified:
         """Classify encoded images: each is checked against the limits, decoded and
         preprocessed as the card says, then batched with concurrent requests. The runner
         knows they are on their way while they are preprocessed, so a batch waits for them
-        and for nothing else. A lone small upload on an idle worker is run on the event loop
-        (:meth:`_prepare_here`). An error about one image names it with ``where``."""
+        and for nothing else. With ``inline`` (an HTTP route's), a lone small upload on an
+        idle worker is run on the event loop (:meth:`_alone`, :meth:`_prepare_here`). An
+        error about one image names it with ``where``."""
         card = model.card
         started = time.perf_counter()
-        alone = (
-            len(images) == 1
-            and self.settings.inline_max_decoded_bytes > 0
-            and not self.admission.inflight
-            and model.runner.idle
-        )
+        alone = inline and len(images) == 1 and await self._alone(model)
         with (
             self.admitted(model, len(images), len(images)),
             model.runner.on_the_way(len(images)) as announced,
@@ -157,6 +154,16 @@ class Pipeline:
     @staticmethod
     def observe(endpoint: str, times: StageTimes) -> None:
         metrics.observe_stages(endpoint, preprocess=times.preprocess_s, inference=times.inference_s)
+
+    async def _alone(self, model: ServedModel) -> bool:
+        """Whether this request is the worker's only one: no other HTTP request in progress
+        (bodies still arriving count), nothing admitted, ``model``'s runner idle. Requests
+        that arrived with this one are let in first, so that under load they are seen and
+        the loop is never held while they wait unread."""
+        if not self.settings.inline_max_decoded_bytes:
+            return False
+        await asyncio.sleep(0)
+        return self.admission.requests <= 1 and not self.admission.inflight and model.runner.idle
 
     def _prepare_here(self, card: ModelCard, data: bytes) -> np.ndarray | None:
         """A lone upload on an idle worker, preprocessed on the event loop when its decoded

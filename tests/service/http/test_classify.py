@@ -334,6 +334,22 @@ def test_a_lone_small_upload_on_an_idle_worker_runs_without_thread_hops(
     assert [name.startswith("runner-") for name in threads] == [on_runner]
 
 
+def test_a_request_among_others_in_progress_goes_the_threaded_way(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admission = client.app.state.worker.admission
+    model = client.app.state.worker.models.get("colours")
+    threads = _threads_running(model, monkeypatch)
+    seen: list[int] = []
+    monkeypatch.setattr(model.runner, "run_here", lambda pixels: seen.append(admission.requests))
+    admission.requests += 1  # another request's body is still arriving
+    reply = client.post("/classify", content=png((9, 9, 9)), headers={"Content-Type": "image/png"})
+    admission.requests -= 1
+    assert reply.status_code == 200, reply.text
+    assert seen == [] and [name.startswith("runner-") for name in threads] == [True]
+    assert admission.requests == 0  # the middleware gave its count back
+
+
 def test_a_bad_upload_tried_on_the_event_loop_gets_the_same_clear_4xx(
     make_client: MakeClient,
 ) -> None:
