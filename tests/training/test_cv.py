@@ -61,10 +61,11 @@ def make_colours(root: Path, per_class: int = 8) -> Path:
 
 @pytest.mark.slow
 def test_cv_command_tests_every_image_once_and_logs_one_line_per_epoch(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], tiny_backbone: list[str]
 ) -> None:
     data = make_colours(tmp_path / "colours")
     args = ["cv", "--data", str(data), "--name", "colours", "--out", str(tmp_path / "runs")]
+    args += tiny_backbone
     args += ["--weights", "null", "--input-size", "32", "--batch-size", "8", "--folds", "2"]
     args += ["--epochs-frozen", "1", "--epochs-finetune", "1"]
 
@@ -132,10 +133,11 @@ def test_card_summary_takes_the_figures_of_the_same_recipe_only(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_cv_of_a_final_fit_with_test_time_flip_reports_the_single_view_too(
-    tmp_path: Path,
+    tmp_path: Path, tiny_backbone: list[str]
 ) -> None:
     data = make_colours(tmp_path / "colours")
     args = ["cv", "--data", str(data), "--name", "colours", "--out", str(tmp_path / "runs")]
+    args += tiny_backbone
     args += ["--weights", "null", "--input-size", "32", "--batch-size", "8", "--folds", "2"]
     args += ["--epochs-frozen", "1", "--epochs-finetune", "1", "--schedule", "cosine"]
     args += ["--val-split", "0", "--test-time-flip", "true"]

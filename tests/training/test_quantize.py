@@ -625,13 +625,13 @@ def test_a_fold_model_that_does_not_reproduce_its_recorded_probabilities_is_an_e
 
 @pytest.mark.slow
 def test_a_trained_model_is_judged_on_the_folds_its_cross_validation_exported(
-    tmp_path: Path, name: str
+    tmp_path: Path, name: str, tiny_backbone: list[str]
 ) -> None:
     """Real ``cv`` and ``train`` runs of one recipe: the fold models reproduce the recorded
     out-of-fold probabilities, and the final variant keeps its familiarity output."""
     data = make_colours(tmp_path / "colours", per_class=10)
     recipe = ["--data", str(data), "--name", name, "--out", str(tmp_path / "runs")]
-    recipe += ["--weights", "null", "--input-size", "32", "--batch-size", "8"]
+    recipe += [*tiny_backbone, "--weights", "null", "--input-size", "32", "--batch-size", "8"]
     recipe += ["--epochs-frozen", "1", "--epochs-finetune", "1", "--schedule", "cosine"]
     recipe += ["--val-split", "0", "--test-time-flip", "true"]
     assert main(["cv", *recipe, "--folds", "2"]) == 0
