@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
+
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
+"""Present while the NVIDIA kernel driver is loaded, in containers too."""
 
 
 @cache
 def gpu_count() -> int:
-    """Number of NVIDIA GPUs the driver reports; 0 when there is no driver."""
+    """Number of NVIDIA GPUs the driver reports; 0 when there is no driver (known without
+    loading NVML when the kernel driver is absent: each process asks at start)."""
+    if not NVIDIA_DRIVER.exists():
+        return 0
     try:
         import pynvml
 
