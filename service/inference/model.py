@@ -106,11 +106,14 @@ class ServedModel:
         return served
 
     def warm_up(self, max_batch_size: int) -> None:
-        """Run the batch sizes the runner will use (powers of two and the largest), so that
-        onnxruntime's memory arena is sized and its kernels chosen before the first request;
-        the last one, timed, gives admission its first cost per image."""
+        """Run a batch of one and the largest batch before the first request, so that
+        onnxruntime's memory arena is sized for every batch in between; on CUDA, where each
+        new batch shape picks its convolution algorithms, every power of two runs too. The
+        last run, timed, gives admission its first cost per image."""
         spec = self.card.preprocessing
-        sizes = {1 << i for i in range(max_batch_size.bit_length())} | {max_batch_size}
+        sizes = {1, max_batch_size}
+        if self.classifier.on_gpu:
+            sizes |= {1 << i for i in range(max_batch_size.bit_length())}
         for size in sorted(sizes):
             started = time.perf_counter()
             pixels = np.zeros((size, spec.height, spec.width, 3), dtype=np.uint8)

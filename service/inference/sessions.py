@@ -75,6 +75,10 @@ class OnnxModel:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def on_gpu(self) -> bool:
+        return any(name in _GPU_PROVIDERS for name in self.providers)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; uint8 pixels are cast to the graph's float32 input."""
         return self.run_outputs(batch, [self.output_name])[0]
