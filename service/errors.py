@@ -101,7 +101,12 @@ class ServiceUnavailable(ArgosError, status=503, code="unavailable"):
 
 
 class Overloaded(ServiceUnavailable, code="overloaded"):
-    """The worker holds all the work it can finish in time."""
+    """The worker holds all the work it can finish in time. The connection closes: the
+    workers of a server share one listening socket, and a burst of new connections mostly
+    goes to one of them, so a refused client's next connection is left to whichever
+    worker (or replica) accepts it first, the idle one."""
+
+    close_connection = True
 
 
 class QueueTimeout(ServiceUnavailable, code="queue_timeout"):
