@@ -5,15 +5,16 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
-"""Present while the NVIDIA kernel driver is loaded, in containers too."""
+GPU_DRIVERS = (Path("/proc/driver/nvidia/version"), Path("/dev/dxg"))
+"""The NVIDIA kernel driver (in containers too) or WSL 2's GPU device: without either,
+NVML finds no GPU."""
 
 
 @cache
 def gpu_count() -> int:
     """Number of NVIDIA GPUs the driver reports; 0 when there is no driver (known without
     loading NVML when the kernel driver is absent: each process asks at start)."""
-    if not NVIDIA_DRIVER.exists():
+    if not any(path.exists() for path in GPU_DRIVERS):
         return 0
     try:
         import pynvml

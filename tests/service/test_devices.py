@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from service.devices import NVIDIA_DRIVER
+from service.devices import GPU_DRIVERS
 
 
-@pytest.mark.skipif(NVIDIA_DRIVER.exists(), reason="this host has the NVIDIA driver")
+@pytest.mark.skipif(any(path.exists() for path in GPU_DRIVERS), reason="this host has a GPU driver")
 def test_a_host_without_the_nvidia_driver_counts_no_gpu_without_loading_nvml() -> None:
     """Every server and worker process counts at start: NVML stays unloaded where there
     is no driver for it to find."""
