@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -246,4 +247,7 @@ def test_run_here_runs_on_the_caller_and_the_runner_waits_for_it() -> None:
     [result] = asyncio.run(scenario())
     assert float(result[0]) == 8
     assert order == ["caller", "runner-test-0"]
+    deadline = time.monotonic() + 2  # the runner answers, then ends its turn
+    while not runner.idle and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert runner.idle
