@@ -120,18 +120,35 @@ def labels(image: str) -> dict[str, str]:
     return json.loads(podman("image", "inspect", "--format", "{{json .Labels}}", image))
 
 
+@dataclass(frozen=True)
+class Start:
+    """One ``podman run`` of the image, timed to ``/readyz`` 200."""
+
+    name: str
+    url: str
+    grpc_url: str
+    ready_s: float
+    cpu_s: float
+    """CPU time of all the container's processes until ready."""
+
+
 @pytest.fixture(scope="module")
-def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
-    """The image running with the Deployment's settings, its HTTP and gRPC ports published
-    on loopback ports."""
-    name, port, grpc_port = f"argos-smoke-{os.getpid()}", free_port(), free_port()
-    ports = container_ports()
-    run_flags = shlex.split(os.environ.get("ARGOS_CONTAINER_RUN_FLAGS", ""))
+def secret_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The API keys Secret's files, readable by the container's user."""
     secret = tmp_path_factory.mktemp("secret")
-    for scope, key in KEYS.items():  # readable by the container's user, as a Secret's files
+    for scope, key in KEYS.items():
         (secret / scope).write_text(f"{key}\n")
         (secret / scope).chmod(0o644)
     secret.chmod(0o755)
+    return secret
+
+
+def start(image: str, secret: Path) -> Start:
+    """Run the image with the Deployment's settings, its HTTP and gRPC ports published on
+    loopback ports, and wait until it is ready; the caller removes it (:func:`remove`)."""
+    name, port, grpc_port = f"argos-smoke-{os.getpid()}-{free_port()}", free_port(), free_port()
+    ports = container_ports()
+    run_flags = shlex.split(os.environ.get("ARGOS_CONTAINER_RUN_FLAGS", ""))
     started = time.monotonic()
     podman("run", "--detach", f"--name={name}", f"--publish=127.0.0.1:{port}:{ports['http']}",
            f"--publish=127.0.0.1:{grpc_port}:{ports['grpc']}",
@@ -140,12 +157,28 @@ def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         url = f"http://127.0.0.1:{port}"
         ready_s = wait_until_ready(url, name, started)
         cpu_s = int(podman("stats", "--no-stream", "--format={{.CPUNano}}", name)) / 1e9
-        FIGURES["ready"] = f"{ready_s:.1f} s from podman run to /readyz 200 ({image})"
-        FIGURES["CPU time to ready"] = f"{cpu_s:.1f} s, all processes of the container"
-        FIGURES["load average at start"] = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-        yield Container(name, image, url, ready_s, f"127.0.0.1:{grpc_port}")
+    except BaseException:
+        remove(name)
+        raise
+    return Start(name, url, f"127.0.0.1:{grpc_port}", ready_s, cpu_s)
+
+
+def remove(name: str) -> None:
+    subprocess.run(["podman", "rm", "--force", "--time=0", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def container(image: str, secret_dir: Path) -> Iterator[Container]:
+    """The image running with the Deployment's settings (:func:`start`)."""
+    load = os.getloadavg()[0]
+    first = start(image, secret_dir)
+    FIGURES["ready"] = f"{first.ready_s:.1f} s from podman run to /readyz 200 ({image})"
+    FIGURES["CPU time to ready"] = f"{first.cpu_s:.1f} s, all processes of the container"
+    FIGURES["load average at start"] = f"{load:.1f} on {os.cpu_count()} CPUs"
+    try:
+        yield Container(first.name, image, first.url, first.ready_s, first.grpc_url)
     finally:
-        subprocess.run(["podman", "rm", "--force", "--time=0", name], capture_output=True)
+        remove(first.name)
 
 
 def wait_until_ready(url: str, name: str, started: float) -> float:

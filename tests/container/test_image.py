@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,14 +22,30 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.container.conftest import FIGURES, INFER, KEYS, Container, deployment, podman
+from tests.conftest import REPO
+from tests.container.conftest import (
+    FIGURES,
+    INFER,
+    KEYS,
+    Container,
+    deployment,
+    podman,
+    remove,
+    start,
+)
 from tests.container.prometheus import prometheus_server
 from tests.deploy.test_monitoring import dashboard_expressions
 from tests.integration.test_drain import _wait_until_admitted, readiness, upload
 
 pytestmark = pytest.mark.container
 
-READY_BUDGET_S = float(os.environ.get("ARGOS_READY_BUDGET_S", "5"))  # on an otherwise idle host
+STARTS = 3
+READY_PER_IMPORT = 2.5
+"""Longest start of the image, in imports of the service on this host measured in the same
+minute: a shared machine's speed drifts by half within an hour, and what the start adds to
+its processes' imports (a serial wait, a compile, a download) moves this ratio."""
+READY_BUDGET_S = os.environ.get("ARGOS_READY_BUDGET_S")
+"""Also held to these seconds when set: for a host whose speed is known and steady."""
 UPLOADS = 48
 SIZE_BUDGET_BYTES = 450_000_000
 
@@ -56,8 +73,37 @@ def test_image_is_small_and_has_no_build_tools(image: str) -> None:
     assert found.stdout.split() == []
 
 
-def test_starts_within_budget(container: Container) -> None:
-    assert container.ready_s <= READY_BUDGET_S, FIGURES
+def import_seconds() -> float:
+    """Fastest of three imports of the service in a fresh interpreter on this host."""
+    times = []
+    for _ in range(3):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", "import service.service"], cwd=REPO, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        times.append(time.monotonic() - started)
+    return min(times)
+
+
+def test_starts_within_budget(container: Container, image: str, secret_dir: Path) -> None:
+    """Timed like a benchmark on a shared machine, where other work only slows a start:
+    the fastest of ``STARTS`` starts (the first is the container the other tests use),
+    against the fastest import of the service on the same host."""
+    times = [container.ready_s]
+    for _ in range(STARTS - 1):
+        again = start(image, secret_dir)
+        remove(again.name)
+        times.append(again.ready_s)
+    reference = import_seconds()
+    ready = min(times)
+    listed = ", ".join(f"{seconds:.1f}" for seconds in times)
+    FIGURES["ready"] = f"{ready:.1f} s from podman run to /readyz 200, fastest of {listed} s"
+    FIGURES["ready in imports of the service"] = (
+        f"{ready / reference:.2f} (one import on this host {reference:.2f} s; "
+        f"at most {READY_PER_IMPORT})"
+    )
+    assert ready <= READY_PER_IMPORT * reference, FIGURES
+    if READY_BUDGET_S:
+        assert ready <= float(READY_BUDGET_S), FIGURES
 
 
 def test_serves_the_models_its_labels_name(container: Container, labels: dict[str, str]) -> None:
