@@ -101,12 +101,7 @@ class ServiceUnavailable(ArgosError, status=503, code="unavailable"):
 
 
 class Overloaded(ServiceUnavailable, code="overloaded"):
-    """The worker holds all the work it can finish in time. The connection closes: the
-    workers of a server share one listening socket, and a burst of new connections mostly
-    goes to one of them, so a refused client's next connection is left to whichever
-    worker (or replica) accepts it first, the idle one."""
-
-    close_connection = True
+    """The worker holds all the work it can finish in time."""
 
 
 class QueueTimeout(ServiceUnavailable, code="queue_timeout"):
