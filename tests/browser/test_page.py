@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.conftest import argos_server
 
@@ -161,3 +161,34 @@ def test_a_server_with_keys_asks_for_one_and_the_tab_keeps_it(
     expect(page.locator("#key-form")).to_be_hidden()
     stored = page.evaluate("[sessionStorage.getItem('argos-api-key'), localStorage.length]")
     assert stored == [PAGE_KEY, 0]
+
+
+def test_a_late_refusal_of_a_replaced_key_changes_nothing(
+    page: Page, keyed_url: str, images: Path
+) -> None:
+    """The refusal of a wrong key's classification, arriving after the right key's answer,
+    neither asks for a key again nor hides the answer."""
+    held: list[Route] = []
+
+    def hold_the_wrong_keys_classification(route: Route) -> None:
+        if route.request.headers.get("authorization") == "Bearer a-wrong-key":
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/classify\?"), hold_the_wrong_keys_classification)
+    page.goto(f"{keyed_url}/")
+    page.set_input_files("#file", images / "cat.bmp")
+    expect(page.locator("#key-message")).to_have_text("This server needs an API key.")
+    page.fill("#key", "a-wrong-key")
+    page.click("#key-form button")
+    expect(page.locator("#key-message")).to_contain_text("refused")  # from /models
+    page.fill("#key", PAGE_KEY)
+    page.click("#key-form button")
+    expect(page.locator("#predictions .label").first).to_have_text("Egyptian_cat")
+    assert len(held) == 1
+    with page.expect_response(lambda reply: reply.status == 401):
+        held[0].continue_()
+    expect(page.locator("#key-form")).to_be_hidden()
+    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#predictions .label").first).to_have_text("Egyptian_cat")

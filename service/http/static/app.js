@@ -14,6 +14,7 @@ const KEY_STORAGE = "argos-api-key"; // sessionStorage: this tab only, gone when
 let photo = null; // the File being shown
 let photoUrl = null;
 let heatmapUrl = null;
+let classifyTurn = 0; // only the latest classification may change the page
 
 /** A 4xx/5xx reply or a failed fetch, with the message to show. */
 class RequestFailed extends Error {}
@@ -23,7 +24,8 @@ async function call(url, options = {}) {
   const key = sessionStorage.getItem(KEY_STORAGE);
   const headers = key ? { Authorization: `Bearer ${key}` } : {};
   const reply = await fetch(url, { ...options, headers: { ...headers, ...(options.headers || {}) } });
-  if (reply.status === 401) askForKey(key !== null);
+  // A refusal of a key the tab has since replaced is stale: the new key has its own reply.
+  if (reply.status === 401 && sessionStorage.getItem(KEY_STORAGE) === key) askForKey(key !== null);
   return reply;
 }
 
@@ -125,6 +127,7 @@ function clearDetection() {
 
 async function classify() {
   if (!photo) return;
+  const turn = ++classifyTurn;
   showError("");
   document.body.classList.add("busy");
   try {
@@ -132,6 +135,7 @@ async function classify() {
     if ($("explain").checked) params.explain = "true";
     const { reply, roundTripMs } = await send("classify", params, photo);
     const result = await reply.json();
+    if (turn !== classifyTurn) return;
     await drawMap(result.explanation);
     describeFamiliarity(result);
     fillBars(
@@ -145,10 +149,11 @@ async function classify() {
     $("result").hidden = false;
   } catch (error) {
     if (!(error instanceof RequestFailed)) throw error;
+    if (turn !== classifyTurn) return;
     $("result").hidden = true;
     showError(error.message);
   } finally {
-    document.body.classList.remove("busy");
+    if (turn === classifyTurn) document.body.classList.remove("busy");
   }
 }
 
