@@ -38,6 +38,7 @@ from service.grpc.server import GRPCServer
 from service.http import route_labels, transport
 from service.http.app import create_app
 from service.http.readiness import ReadinessReasons
+from service.http.shedding import LoadShedder
 from service.http.worker import Worker
 from service.keys import KeyRing, Scope, listening_beyond_loopback
 from service.repository.desired_state import ControlDir, share_with_workers
@@ -129,6 +130,7 @@ class Argos:
         controller = serve_models(settings, store, control, models, worker_index - 1)
         self.worker = Worker(settings, store, controller, tuple(models))
         app.state.worker = self.worker
+        transport.shed_load(LoadShedder(self.worker, app.state.access, app.routes))
         metrics.READY.set(int(self.worker.is_ready()))
         self.grpc: GRPCServer | None = None
         _before_sigterm(self.drain)

@@ -18,6 +18,8 @@ is parsed into Python objects or an application task exists:
   discarded for at most ``linger_s`` before closing, so that the client reads its reply
   instead of a reset. That also answers ``Expect: 100-continue`` requests refused before
   the body was asked for, whether their client sends the body or not;
+- a request the :data:`Shedder` installed with :func:`shed_load` turns away is answered by
+  the reply it gives instead of the application;
 - when the server stops, a request already on its way (its head begun, or the first of a
   connection opened before) is still read and answered, and :func:`stop_after_backlog`
   closes the listening sockets only once no connection waits in their backlog.
@@ -41,12 +43,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import uvicorn.config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from starlette.types import ASGIApp, Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from service.settings import Settings
 
 _PROTOCOL_PATH = f"{__name__}:GuardedHttpToolsProtocol"
 _BODY_CHECK_INTERVAL_S = 1.0
+
+Shedder = Callable[[Scope], ASGIApp | None]
+"""A request's scope → the app that answers it in the application's place, or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,11 @@ def install(limits: ConnectionLimits) -> None:
     uvicorn.config.HTTP_PROTOCOLS["auto"] = _PROTOCOL_PATH
 
 
+def shed_load(shedder: Shedder | None) -> None:
+    """Let ``shedder`` turn requests away before the application sees them (None: stop)."""
+    GuardedHttpToolsProtocol.shedder = shedder
+
+
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a head over a limit."""
 
@@ -162,6 +173,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with :class:`ConnectionLimits` enforced."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits.from_settings(Settings())
+    shedder: ClassVar[Shedder | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -260,6 +272,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._keep_alive_after_body = cycle.keep_alive and not self._shutting_down
         cycle.keep_alive = False
         self._arm(_BODY_CHECK_INTERVAL_S, self._check_body)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGIApp) -> None:
+        shedder = self.shedder
+        refusal = shedder(cycle.scope) if shedder is not None else None
+        super()._start_asgi_task(cycle, refusal or app)  # type: ignore[arg-type]
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)

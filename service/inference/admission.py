@@ -11,7 +11,9 @@ cost; the place count stays as a hard cap. Overload becomes fast 503s instead of
 queue. Their ``Retry-After`` grows with
 the overload measured over the last second (1 + refusals per admission), so that many
 clients back off in proportion instead of returning every second and spending the
-worker's time on refusals.
+worker's time on refusals. While a worker is full (:meth:`Admission.full_for` one image),
+:mod:`service.http.shedding` gives the same refusal from the connection, before the
+application reads the request.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
 
 from service import metrics
 from service.errors import Overloaded, ShuttingDown
@@ -56,18 +57,10 @@ class Admission:
         worked on, or refuse it with a 503. An idle worker admits any one request."""
         if self.draining:
             raise ShuttingDown("the server is shutting down; retry on another replica")
+        why = self.full_for(units, work_s)
+        if why is not None:
+            raise self.refusal(why)
         self._tick()
-        if self.inflight + units > self.limit:
-            self._refuse(
-                f"the server holds {self.inflight} of {self.limit} images or jobs and this "
-                f"request needs {units}"
-            )
-        if self.inflight and self.work_s + work_s > self.budget_s:
-            self._refuse(
-                f"the server holds {self.work_s * 1000:.0f} ms of work and this request needs "
-                f"{work_s * 1000:.0f} ms more, beyond the {self.budget_s * 1000:.0f} ms it "
-                "may queue"
-            )
         self._counts[0] += 1
         self.inflight += units
         self.work_s += work_s
@@ -80,9 +73,27 @@ class Admission:
             self.work_s = self.work_s - work_s if self.inflight else 0.0
             metrics.INFLIGHT.dec(units)
 
-    def _refuse(self, why: str) -> NoReturn:
+    def full_for(self, units: int, work_s: float) -> str | None:
+        """Why a request of ``units`` places and ``work_s`` seconds of work would be refused
+        now, or None if it would be admitted."""
+        if self.inflight + units > self.limit:
+            return (
+                f"the server holds {self.inflight} of {self.limit} images or jobs and this "
+                f"request needs {units}"
+            )
+        if self.inflight and self.work_s + work_s > self.budget_s:
+            return (
+                f"the server holds {self.work_s * 1000:.0f} ms of work and this request needs "
+                f"{work_s * 1000:.0f} ms more, beyond the {self.budget_s * 1000:.0f} ms it "
+                "may queue"
+            )
+        return None
+
+    def refusal(self, why: str) -> Overloaded:
+        """The 503 of a request refused because ``why``, counted for ``Retry-After``."""
+        self._tick()
         self._counts[1] += 1
-        raise Overloaded(f"{why}; retry shortly", retry_after_s=self.retry_after_s())
+        return Overloaded(f"{why}; retry shortly", retry_after_s=self.retry_after_s())
 
     def retry_after_s(self) -> int:
         """Seconds a refused client should wait: 1 + refusals per admission last second."""

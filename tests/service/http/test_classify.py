@@ -142,10 +142,10 @@ def test_a_draining_worker_refuses_new_requests_but_still_answers_probes_and_the
 
 def test_refusals_are_counted_in_the_metrics(make_client: MakeClient) -> None:
     client = make_client(max_inflight=1)
-    before = _rejections("overloaded")
+    before = rejections("overloaded")
     with client.app.state.worker.admission.slot():
         client.post("/classify", content=b"x", headers={"Content-Type": "image/png"})
-    assert _rejections("overloaded") == before + 1
+    assert rejections("overloaded") == before + 1
 
 
 def test_the_model_card_is_served(client: TestClient) -> None:
@@ -154,7 +154,7 @@ def test_the_model_card_is_served(client: TestClient) -> None:
     assert card["preprocessing"]["input_size"] == [8, 8]
 
 
-def _rejections(code: str) -> float:
+def rejections(code: str) -> float:
     """argos_rejected_requests_total for one error code, from this process's registry."""
     total = 0.0
     for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
