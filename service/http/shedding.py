@@ -10,8 +10,9 @@ serves, :class:`LoadShedder` answers an authorized ``POST`` to an inference rout
 of the ``infer`` scope) from the connection itself, with the reply admission would give:
 503 ``overloaded`` with ``Retry-After``, in the error shape of the API asked (``/v2``:
 ``{"error": ...}``). The body is read and dropped first, so that the connection stays open
-as after any refusal, unless the client waits for ``100 Continue``: it is answered without
-its body, and the connection closes. A connection that asks again before the
+as after any refusal, unless the client waits for ``100 Continue`` or the body runs past
+the largest upload: it is then answered without (the rest of) its body, and the connection
+closes. A connection that asks again before the
 ``Retry-After`` of its last refusal has passed gets its next refusal only once it has: a
 client that ignores ``Retry-After`` is answered at the pace it was asked to keep, and
 cannot spend the worker's CPU, or its own, on a stream of refusals.
@@ -37,6 +38,7 @@ from service.errors import Overloaded
 from service.http.auth import Access, Refusal, route_scope
 from service.http.failures import V2_PREFIX
 from service.http.route_labels import leaf_routes
+from service.http.uploads import FORM_OVERHEAD_BYTES
 from service.http.worker import Worker
 from service.keys import Scope as KeyScope
 
@@ -89,7 +91,12 @@ class LoadShedder:
         metrics.REJECTED.labels(endpoint=endpoint, error=Overloaded.code).inc()
         error = admission.refusal(why)
         hold_s = self._hold(scope.get("client"), error.retry_after_s)
-        return _Refuse(error, v2_shape=scope["path"].startswith(V2_PREFIX), hold_s=hold_s)
+        return _Refuse(
+            error,
+            v2_shape=scope["path"].startswith(V2_PREFIX),
+            hold_s=hold_s,
+            max_body_bytes=self.worker.settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        )
 
     def _hold(self, connection: object, retry_after_s: float) -> float:
         """How long to hold this refusal: until the Retry-After of the connection's last
@@ -120,11 +127,14 @@ class LoadShedder:
 
 
 class _Refuse:
-    """An ASGI app that replies ``error`` after reading and dropping the request body, and
-    ``hold_s`` seconds."""
+    """An ASGI app that replies ``error`` after reading and dropping the request body (up
+    to ``max_body_bytes``), and ``hold_s`` seconds."""
 
-    def __init__(self, error: Overloaded, *, v2_shape: bool, hold_s: float = 0.0) -> None:
+    def __init__(
+        self, error: Overloaded, *, v2_shape: bool, hold_s: float, max_body_bytes: int
+    ) -> None:
         self.hold_s = hold_s
+        self.max_body_bytes = max_body_bytes
         shaped = {"error": error.detail} if v2_shape else error.to_dict()
         body = json.dumps(shaped).encode()
         self.body = body
@@ -137,12 +147,21 @@ class _Refuse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _expects_continue(scope):
-            while (await receive()).get("more_body"):
-                pass
+            await self._drop_body(receive)
         if self.hold_s:
             await asyncio.sleep(self.hold_s)
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
+
+    async def _drop_body(self, receive: Receive) -> None:
+        """Read the body and drop it; stop past ``max_body_bytes`` (the connection then
+        closes once the reply is sent)."""
+        read = 0
+        while read <= self.max_body_bytes:
+            message = await receive()
+            read += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return
 
 
 def _expects_continue(scope: Scope) -> bool:

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.http.shedding import LoadShedder
 from service.http.transport import GuardedHttpToolsProtocol, shed_load
+from service.http.uploads import FORM_OVERHEAD_BYTES
 from service.http.worker import Worker
 from tests.service.http.conftest import MakeClient
 from tests.service.http.test_classify import png, rejections
@@ -156,6 +157,15 @@ def test_a_client_waiting_for_100_continue_is_refused_without_its_body(served: S
     assert status == 503
     assert headers["connection"] == "close"
     assert served.app.requests == 0
+
+
+def test_a_body_past_the_largest_upload_is_not_read_to_its_end(served: Served) -> None:
+    limit = served.worker.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    with served.connect() as sock, served.worker.admission.slot():
+        sock.sendall(post("/classify", b"x" * (limit + 512 * 1024)))
+        status, headers, _ = read_reply(sock)
+    assert status == 503
+    assert headers["connection"] == "close"
 
 
 def scope(
