@@ -50,7 +50,7 @@ def bearer(key: str = INFER_KEY) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def serve(model: str, **settings: str) -> Iterator[Served]:
+def serve(model: str, log: Path | None = None, **settings: str) -> Iterator[Served]:
     port = free_port()
     env = {
         "ARGOS_MODEL": model,
@@ -60,7 +60,7 @@ def serve(model: str, **settings: str) -> Iterator[Served]:
         "ARGOS_INFER_KEYS": INFER_KEY,
         "ARGOS_ADMIN_KEYS": ADMIN_KEY,
     } | {f"ARGOS_{key.upper()}": value for key, value in settings.items()}
-    with local_server(env, quiet=True) as server:
+    with local_server(env, quiet=log is None, log=log) as server:
         yield Served(server, f"127.0.0.1:{port}")
 
 
@@ -196,10 +196,13 @@ def test_an_overloaded_server_refuses_grpc_fast_alongside_http(
     assert set(http_statuses) <= {200, 503}
 
 
-def test_sigterm_answers_every_accepted_grpc_call(default_model: str, images: Path) -> None:
+def test_sigterm_answers_every_accepted_grpc_call(
+    default_model: str, images: Path, tmp_path: Path
+) -> None:
     calls = 24
     photo = (images / "cat_720p.jpg").read_bytes()
-    contexts = serve(default_model, max_inflight="200", queue_timeout_ms="120000")
+    log = tmp_path / "server.log"
+    contexts = serve(default_model, log, max_inflight="200", queue_timeout_ms="120000")
     served = next(contexts)
     try:
         stubs = [served.stub() for _ in range(6)]
@@ -212,7 +215,11 @@ def test_sigterm_answers_every_accepted_grpc_call(default_model: str, images: Pa
         _wait_until_admitted(served.http.url, calls)
         os.killpg(served.http.pid, signal.SIGTERM)
         terminated = time.monotonic()
-        replies = [future.exception(timeout=90) or future.result() for future in futures]
+        try:
+            replies = [future.exception(timeout=90) or future.result() for future in futures]
+        except grpc.FutureTimeoutError:
+            tail = log.read_text()[-6000:]
+            pytest.fail(f"a call was not answered in 90 s; the end of the server's log:\n{tail}")
         psutil.Process(served.http.pid).wait(timeout=max(1.0, terminated + 60 - time.monotonic()))
     finally:
         contexts.close()
