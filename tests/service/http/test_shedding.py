@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
@@ -21,7 +19,7 @@ from service.http.uploads import FORM_OVERHEAD_BYTES
 from service.http.worker import Worker
 from tests.service.http.conftest import MakeClient
 from tests.service.http.test_classify import png, rejections
-from tests.service.http.test_transport import read_reply
+from tests.service.http.test_transport import guarded_server, read_reply
 
 KEY = "infer-key-of-the-tests"
 PHOTO = png((250, 10, 10))
@@ -58,20 +56,8 @@ def served(make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setattr(GuardedHttpToolsProtocol, "shedder", None)
     shed_load(LoadShedder(worker, api.state.access, api.routes))
     counted = Counted(api)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        counted, http=GuardedHttpToolsProtocol, lifespan="off", log_level="critical"
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield Served(listener.getsockname()[1], worker, counted)
-    server.should_exit = True
-    thread.join(10)
+    with guarded_server(counted) as (_, port):
+        yield Served(port, worker, counted)
 
 
 def post(path: str, body: bytes, *headers: str, key: str | None = KEY) -> bytes:

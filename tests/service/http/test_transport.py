@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from service.http import transport
 from service.http.transport import ConnectionLimits, GuardedHttpToolsProtocol, stop_after_backlog
@@ -83,14 +85,14 @@ class Running:
         return sock
 
 
-@pytest.fixture()
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
-    monkeypatch.setattr(GuardedHttpToolsProtocol, "limits", LIMITS)
-    seen = Seen()
+@contextmanager
+def guarded_server(app: ASGIApp) -> Iterator[tuple[uvicorn.Server, int]]:
+    """uvicorn serving ``app`` with the guarded protocol on a loopback port, in a thread;
+    yields the server and its port."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        make_app(seen), http=GuardedHttpToolsProtocol, lifespan="off", log_level="critical"
+        app, http=GuardedHttpToolsProtocol, lifespan="off", log_level="critical"
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -98,9 +100,19 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    yield Running(server, listener.getsockname()[1], seen)
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield server, listener.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture()
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Running]:
+    monkeypatch.setattr(GuardedHttpToolsProtocol, "limits", LIMITS)
+    seen = Seen()
+    with guarded_server(make_app(seen)) as (running, port):
+        yield Running(running, port, seen)
 
 
 def read_reply(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
