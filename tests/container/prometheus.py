@@ -36,13 +36,21 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else None
 
     def wait_for(self, expression: str, timeout_s: float = 30) -> float:
-        """The query's value once it returns one."""
+        """The query's value once it returns one; until then, a Prometheus still starting
+        (refusing connections, or answering its API with an error) is waited for too."""
         deadline = time.monotonic() + timeout_s
+        last_error: httpx.HTTPError | None = None
         while time.monotonic() < deadline:
-            if (value := self.query(expression)) is not None:
-                return value
+            try:
+                if (value := self.query(expression)) is not None:
+                    return value
+            except httpx.HTTPError as error:
+                last_error = error
             time.sleep(0.5)
-        raise TimeoutError(f"Prometheus returned nothing for {expression} in {timeout_s} s")
+        raise TimeoutError(
+            f"Prometheus returned nothing for {expression} in {timeout_s} s (last error: "
+            f"{last_error})"
+        )
 
     def rule_groups(self) -> int:
         reply = httpx.get(f"{self.url}/api/v1/rules", timeout=10)
