@@ -80,10 +80,14 @@ def _warn_if_exposed_without_keys(keys: KeyRing) -> None:
 def _before_sigterm(callback: Callable[[], None]) -> None:
     """Call ``callback`` when SIGTERM arrives, then the handler installed before (uvicorn's,
     which stops accepting connections and waits for the open ones) once the listen backlog
-    is empty, after ``ARGOS_DRAIN_ACCEPT_S`` at least."""
+    is empty, after ``ARGOS_DRAIN_ACCEPT_S`` at least.
+
+    Both run in a thread of their own: a signal handler runs between two bytecodes of the
+    main thread, which may hold a lock the callback needs (a metric's, a logger's), and
+    would then wait for itself forever."""
     previous = signal.getsignal(signal.SIGTERM)
 
-    def handle(signum: int, frame: FrameType | None) -> None:
+    def drain_then_stop(signum: int, frame: FrameType | None) -> None:
         callback()
         if callable(previous):
             transport.stop_after_backlog(
@@ -92,6 +96,11 @@ def _before_sigterm(callback: Callable[[], None]) -> None:
                 at_most_s=settings.drain_accept_s + settings.drain_timeout_s,
                 other_ports=frozenset({settings.grpc_port} if settings.grpc_port else ()),
             )
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(
+            target=drain_then_stop, args=(signum, frame), name="argos-sigterm", daemon=True
+        ).start()
 
     signal.signal(signal.SIGTERM, handle)
 
