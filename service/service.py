@@ -37,6 +37,7 @@ from service import metrics, supervision
 from service.grpc.server import GRPCServer
 from service.http import route_labels, transport
 from service.http.app import create_app
+from service.http.balance import ConnectionBalance
 from service.http.readiness import ReadinessReasons
 from service.http.shedding import LoadShedder
 from service.http.worker import Worker
@@ -140,6 +141,9 @@ class Argos:
         self.worker = Worker(settings, store, controller, tuple(models))
         app.state.worker = self.worker
         transport.shed_load(LoadShedder(self.worker, app.state.access, app.routes))
+        if settings.worker_count > 1:
+            balance = ConnectionBalance(control.path, settings.worker_count, worker_index - 1)
+            transport.balance_connections(balance)
         metrics.READY.set(int(self.worker.is_ready()))
         self.grpc: GRPCServer | None = None
         _before_sigterm(self.drain)

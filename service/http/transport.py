@@ -20,6 +20,9 @@ is parsed into Python objects or an application task exists:
   the body was asked for, whether their client sends the body or not;
 - a request the :data:`Shedder` installed with :func:`shed_load` turns away is answered by
   the reply it gives instead of the application;
+- with a :class:`~service.http.balance.ConnectionBalance` installed by
+  :func:`balance_connections`, the connection is counted, and a reply says
+  ``Connection: close`` when the balance lets the connection go to another worker;
 - when the server stops, a request already on its way (its head begun, or the first of a
   connection opened before) is still read and answered, and :func:`stop_after_backlog`
   closes the listening sockets only once no connection waits in their backlog.
@@ -46,6 +49,7 @@ import uvicorn.config
 from starlette.types import ASGIApp, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from service.http.balance import ConnectionBalance
 from service.settings import Settings
 
 _PROTOCOL_PATH = f"{__name__}:GuardedHttpToolsProtocol"
@@ -151,6 +155,11 @@ def shed_load(shedder: Shedder | None) -> None:
     GuardedHttpToolsProtocol.shedder = shedder
 
 
+def balance_connections(balance: ConnectionBalance | None) -> None:
+    """Count connections in ``balance`` and let them go when it says so (None: stop)."""
+    GuardedHttpToolsProtocol.balance = balance
+
+
 class _HeadRefused(Exception):
     """Raised from a parser callback to stop parsing a head over a limit."""
 
@@ -174,6 +183,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits.from_settings(Settings())
     shedder: ClassVar[Shedder | None] = None
+    balance: ClassVar[ConnectionBalance | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -192,6 +202,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._lingering = False
         self._lingered_bytes = 0
         self._reply_transport: _LingeringTransport | None = None
+        self._balance: ConnectionBalance | None = None  # counting this connection
 
     # Connection events
 
@@ -199,9 +210,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._reply_transport = _LingeringTransport(self, transport)
         self._arm(self.limits.idle_timeout_s, self._close_idle)
+        self._balance = self.balance
+        if self._balance is not None:
+            self._balance.opened()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._balance is not None:
+            self._balance.closed()
+            self._balance = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -288,8 +305,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._disarm()
         if self.cycle is not None and not self.cycle.response_started:
-            self.cycle.keep_alive = self._keep_alive_after_body
+            self.cycle.keep_alive = self._keep_alive_after_body and not self._let_go()
         super().on_message_complete()
+
+    def _let_go(self) -> bool:
+        """Whether this connection ends after its reply, so that its client reconnects to
+        a worker with fewer connections."""
+        if self._balance is None or not self._balance.release_one():
+            return False
+        self._balance = None  # no longer counted
+        return True
 
     def shutdown(self) -> None:
         """The server stops: a request on its way (its head begun, or a new connection's
