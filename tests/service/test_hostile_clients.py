@@ -441,6 +441,61 @@ def test_non_ascii_digits_in_length_headers_are_a_400(server: Server) -> None:
     assert statuses == Counter({400: 40})
 
 
+# Rows: connections landing on one worker
+
+
+def worker_connections(server: Server) -> list[int]:
+    """Each worker's established connections on the server's port."""
+    port = server.address[1]
+    counts = []
+    for process in psutil.Process(server.pid).children(recursive=True):
+        with suppress(psutil.Error):
+            if "_bentoml_impl.worker" in " ".join(process.cmdline()):
+                established = process.net_connections("tcp")
+                counts.append(
+                    sum(c.status == "ESTABLISHED" and c.laddr.port == port for c in established)
+                )
+    return sorted(counts)
+
+
+def test_connections_that_all_landed_on_one_worker_spread_over_both(
+    server: Server, photo: bytes
+) -> None:
+    """A burst of keep-alive connections while one worker cannot accept: all land on the
+    other, which lets connections go until each worker holds about half."""
+    workers = [
+        process
+        for process in psutil.Process(server.pid).children(recursive=True)
+        if "_bentoml_impl.worker" in " ".join(process.cmdline())
+    ]
+    assert len(workers) == 2
+    host, port = server.address
+    clients = [http.client.HTTPConnection(host, port, timeout=30) for _ in range(16)]
+    workers[1].suspend()
+    try:
+        for client in clients:
+            client.connect()
+        deadline = time.monotonic() + 10
+        while worker_connections(server) != [0, 16] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker_connections(server) == [0, 16]
+    finally:
+        workers[1].resume()
+    splits = []
+    for _ in range(5):  # rounds of one request per connection
+        for client in clients:
+            client.request("POST", "/classify", photo, {"Content-Type": "image/jpeg"})
+            reply = client.getresponse()
+            reply.read()
+            assert reply.status == 200
+        splits.append(worker_connections(server))
+    for client in clients:
+        client.close()
+    print(f"connections per worker after each round: {splits}")
+    fewer, more = splits[-1]
+    assert more - fewer <= 3, splits  # the slack of 2, and one on its way
+
+
 # Rows: clients that honour Retry-After, SIGTERM under load
 
 
