@@ -131,7 +131,7 @@ class Argos:
     """One worker: the models, their runners, and the API's view of them."""
 
     def __init__(self) -> None:
-        server_pid = supervision.die_with_server()
+        server_pid = supervision.die_with_server(settings.drain_accept_s + settings.drain_timeout_s)
         _log_through_bentoml()
         worker_index = bentoml.server_context.worker_index or 1  # 1-based
         store = BentoStore()
