@@ -30,6 +30,8 @@ class ConnectionBalance:
 
     def __init__(self, folder: Path, workers: int, index: int) -> None:
         """``folder``: the server's control folder; ``index``: this worker's, 0-based."""
+        if workers < 2:
+            raise ValueError("a balance needs at least two workers")
         if not 0 <= index < workers:
             raise ValueError(f"worker index {index} is outside 0..{workers - 1}")
         self.index = index

@@ -67,9 +67,11 @@ def test_a_restarted_worker_starts_from_none(tmp_path: Path) -> None:
     assert first.release_one()  # 3 against 0, not against 5
 
 
-def test_an_index_outside_the_workers_is_refused(tmp_path: Path) -> None:
+def test_an_index_outside_the_workers_or_a_lone_worker_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         ConnectionBalance(tmp_path, 2, 2)
+    with pytest.raises(ValueError, match="two workers"):
+        ConnectionBalance(tmp_path, 1, 0)
 
 
 @pytest.fixture()
