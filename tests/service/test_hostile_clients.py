@@ -444,17 +444,24 @@ def test_non_ascii_digits_in_length_headers_are_a_400(server: Server) -> None:
 # Rows: connections landing on one worker
 
 
+def worker_processes(server: Server) -> list[psutil.Process]:
+    return [
+        process
+        for process in psutil.Process(server.pid).children(recursive=True)
+        if "_bentoml_impl.worker" in " ".join(process.cmdline())
+    ]
+
+
 def worker_connections(server: Server) -> list[int]:
-    """Each worker's established connections on the server's port."""
+    """Each worker's established connections on the server's port, fewest first."""
     port = server.address[1]
     counts = []
-    for process in psutil.Process(server.pid).children(recursive=True):
+    for process in worker_processes(server):
         with suppress(psutil.Error):
-            if "_bentoml_impl.worker" in " ".join(process.cmdline()):
-                established = process.net_connections("tcp")
-                counts.append(
-                    sum(c.status == "ESTABLISHED" and c.laddr.port == port for c in established)
-                )
+            established = process.net_connections("tcp")
+            counts.append(
+                sum(c.status == "ESTABLISHED" and c.laddr.port == port for c in established)
+            )
     return sorted(counts)
 
 
@@ -463,11 +470,7 @@ def test_connections_that_all_landed_on_one_worker_spread_over_both(
 ) -> None:
     """A burst of keep-alive connections while one worker cannot accept: all land on the
     other, which lets connections go until each worker holds about half."""
-    workers = [
-        process
-        for process in psutil.Process(server.pid).children(recursive=True)
-        if "_bentoml_impl.worker" in " ".join(process.cmdline())
-    ]
+    workers = worker_processes(server)
     assert len(workers) == 2
     host, port = server.address
     clients = [http.client.HTTPConnection(host, port, timeout=30) for _ in range(16)]
