@@ -105,17 +105,28 @@ async def unload(worker: Worker, tag: str, parameters: dict[str, Any]) -> Reposi
 
 
 async def infer(
-    worker: Worker, model: ServedModel, decoded: codec.DecodedRequest, *, endpoint: str
+    worker: Worker,
+    model: ServedModel,
+    decoded: codec.DecodedRequest,
+    *,
+    endpoint: str,
+    inline: bool = False,
 ) -> list[codec.OutputTensor]:
     """Classify the ``BYTES`` ``[N]`` input of encoded images of a decoded request through
-    the worker's one inference path, and return the outputs it asks for."""
+    the worker's one inference path, and return the outputs it asks for. ``inline``: as
+    :meth:`~service.inference.pipeline.Pipeline.classify` (for HTTP, whose requests in
+    progress admission counts)."""
     card = model.card
     pipeline = worker.pipeline
     images = codec.images_of(decoded, IMAGE_FIELD, max_images=pipeline.max_images)
     available = [output_name(card), *(name for name, _ in _trust_outputs(card))]
     wanted = codec.requested_outputs(decoded.request, available, labels=len(card.labels))
     result = await pipeline.classify(
-        model, images, endpoint=endpoint, where=lambda i: f"image {i} of input {IMAGE_FIELD!r}"
+        model,
+        images,
+        endpoint=endpoint,
+        where=lambda i: f"image {i} of input {IMAGE_FIELD!r}",
+        inline=inline,
     )
     familiar = result.familiar or []
     per_image = {

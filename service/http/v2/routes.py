@@ -142,7 +142,7 @@ async def infer(
             max_images=pipeline.max_images,
             in_thread=pipeline.in_thread,
         )
-        outputs = await operations.infer(worker, model, decoded, endpoint="v2_infer")
+        outputs = await operations.infer(worker, model, decoded, endpoint="v2_infer", inline=True)
     encoded = codec.encode_response(
         model_name=card.name,
         model_version=card.version,

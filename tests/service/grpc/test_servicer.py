@@ -19,7 +19,7 @@ from service.grpc.server import GRPCServer
 from service.http.v2.codec import classification_strings
 from tests.service.grpc.conftest import INFER_KEY, Endpoint, MakeEndpoint
 from tests.service.http.conftest import ADMIN_KEY, MakeClient
-from tests.service.http.test_classify import png
+from tests.service.http.test_classify import _threads_running, png
 from tests.service.http.test_v2 import binary_request
 
 RED, GREEN = png((250, 10, 10)), png((10, 250, 10))
@@ -99,6 +99,16 @@ def test_two_images_in_one_call_get_the_probabilities_of_the_inference_path(
     assert [int(row.argmax()) for row in probabilities] == [0, 1]
     response = result.get_response()
     assert (response.model_name, response.model_version) == ("colours", "1")
+
+
+def test_a_lone_call_runs_on_the_runner_not_the_event_loop(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC calls are not counted among the HTTP requests in progress, so none takes the
+    event loop for its inference: under load they would run one by one."""
+    threads = _threads_running(endpoint.worker.models.get("colours"), monkeypatch)
+    infer(endpoint, [RED])
+    assert [name.startswith("runner-") for name in threads] == [True]
 
 
 def test_images_in_bytes_contents_are_read_as_well(endpoint: Endpoint) -> None:

@@ -11,7 +11,7 @@ import tritonclient.http as triton
 from fastapi.testclient import TestClient
 
 from tests.service.http.conftest import MakeClient
-from tests.service.http.test_classify import png
+from tests.service.http.test_classify import _threads_running, png
 
 RED, GREEN = png((250, 10, 10)), png((10, 250, 10))
 
@@ -128,10 +128,26 @@ def test_tritonclient_classification_output_in_binary(client: TestClient) -> Non
 
 
 @pytest.mark.parametrize(
+    ("settings", "on_runner"),
+    [({}, False), ({"inline_max_decoded_bytes": 0}, True)],
+    ids=["small", "inline off"],
+)
+def test_a_lone_small_image_on_an_idle_worker_runs_without_thread_hops(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, settings: dict, on_runner: bool
+) -> None:
+    client = make_client(**settings)
+    threads = _threads_running(client.app.state.worker.models.get("colours"), monkeypatch)
+    answer = result(client.post("/v2/models/colours/infer", **binary_request([RED])))
+    assert int(answer.as_numpy("probabilities")[0].argmax()) == 0
+    assert [name.startswith("runner-") for name in threads] == [on_runner]
+
+
+@pytest.mark.parametrize(
     ("request_", "status", "message"),
     [
         (binary_request([RED, b"not an image"]), 400, "image 1 of input 'image'"),
         (binary_request([RED, png((1, 2, 3))[:40]]), 400, "image 1 of input 'image'"),
+        (binary_request([png((1, 2, 3))[:40]]), 400, "image 0 of input 'image'"),
         (json_request([RED]) | {"content": b"{"}, 400, "not valid"),
         ({"content": json.dumps({"inputs": [{"name": "pixels", "shape": [1],
           "datatype": "BYTES", "data": ["AA=="]}]})}, 400, "one input, 'image'"),
