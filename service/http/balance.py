@@ -36,7 +36,7 @@ class ConnectionBalance:
             raise ValueError(f"worker index {index} is outside 0..{workers - 1}")
         self.index = index
         self._format = struct.Struct(f"{workers}q")
-        fd = os.open(folder / FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(folder / FILE_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             if os.fstat(fd).st_size < self._format.size:
                 os.ftruncate(fd, self._format.size)

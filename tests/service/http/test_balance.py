@@ -74,6 +74,14 @@ def test_an_index_outside_the_workers_or_a_lone_worker_is_refused(tmp_path: Path
         ConnectionBalance(tmp_path, 1, 0)
 
 
+def test_a_link_in_place_of_the_file_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"\0" * 16)
+    (tmp_path / "connections").symlink_to(elsewhere)
+    with pytest.raises(OSError):
+        ConnectionBalance(tmp_path, 2, 0)
+
+
 @pytest.fixture()
 def workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
