@@ -129,8 +129,13 @@ def _listening_sockets(other_ports: frozenset[int]) -> list[socket.socket]:
     fd_folder = Path("/proc/self/fd")
     for entry in fd_folder.iterdir() if fd_folder.is_dir() else ():
         try:
-            sock = socket.socket(fileno=os.dup(int(entry.name)))
+            duplicate = os.dup(int(entry.name))
         except (OSError, ValueError):
+            continue
+        try:
+            sock = socket.socket(fileno=duplicate)
+        except OSError:  # not a socket
+            os.close(duplicate)
             continue
         try:
             listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)

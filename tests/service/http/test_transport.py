@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import select
 import socket
 import threading
 import time
@@ -327,6 +329,19 @@ def test_the_listener_closes_once_its_backlog_is_empty() -> None:
         assert 0.5 <= time.monotonic() - started < 2
         accepted.close()
         queued.close()
+
+
+def test_the_stop_leaves_no_duplicate_of_other_files_open() -> None:
+    """Looking for listeners duplicates every descriptor; none may stay open: a duplicate of
+    a pipe's write end would keep the pipe from ever reaching its end."""
+    read_end, write_end = os.pipe()
+    stopped = threading.Event()
+    stop_after_backlog(stopped.set, at_least_s=0, at_most_s=1)
+    assert stopped.wait(2)
+    os.close(write_end)
+    readable, _, _ = select.select([read_end], [], [], 1)
+    os.close(read_end)
+    assert readable, "a duplicate of the pipe's write end stayed open"
 
 
 def test_a_listener_of_another_server_neither_delays_nor_outlives_the_stop() -> None:
